@@ -1,0 +1,315 @@
+"""The training and evaluation engine: one run, one process, one device.
+
+It follows the official ``main_PFED5.py`` loop (train an epoch, evaluate the test
+split, keep per-epoch test predictions) and adds what a benchmark needs: a
+per-epoch checkpoint for resume, NaN detection (a diverged run is recorded as
+failed, never scored), atomic records, provenance, and both model-selection
+rules: the final epoch (honest) and the best test epoch (what the official code
+reports, "test-selected").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .data.prepared import atomic_write_bytes
+from .errors import DivergedError, QafeBenchError
+from .metrics import regression_metrics
+from .protocols.pfed5 import ClipDataset, ClipSettings, expression_split
+from .runs import ResolvedRun, RunLock, read_result, write_csv, write_json
+
+MODEL_FORMAT = "qafe-bench-model"
+MODEL_VERSION = 1
+
+
+# ------------------------------------------------------------------ provenance
+def _git_commit() -> dict:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+        return {"commit": commit or None, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def provenance(device: torch.device) -> dict:
+    """Package versions, git commit, device and host facts for ``result.json``."""
+    import numpy
+    import scipy
+
+    import benchmark
+
+    info = {
+        "qafe_bench": benchmark.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "git": _git_commit(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "host": platform.node(),
+    }
+    try:
+        import torchvision
+
+        info["torchvision"] = torchvision.__version__
+    except ImportError:
+        pass
+    return info
+
+
+# --------------------------------------------------------------------- helpers
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def _make_optimizer(groups: list[dict], cfg) -> torch.optim.Optimizer | None:
+    if not groups:
+        return None
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise QafeBenchError(f"unknown optimizer {cfg.optimizer!r} (sgd or adam)")
+
+
+def evaluate(method, model: torch.nn.Module, loader, device: torch.device) -> np.ndarray:
+    """Predictions ``(N,)`` for every item of a (non-shuffled) test loader, in order.
+
+    Raises:
+        DivergedError: a non-finite prediction.
+    """
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for batch in loader:
+            pred = method.predict(model, _to_device(batch, device)).reshape(-1).float().cpu()
+            out.append(pred)
+    preds = torch.cat(out).numpy() if out else np.zeros(0)
+    if not np.isfinite(preds).all():
+        raise DivergedError("the model predicted NaN/inf on the test split")
+    return preds
+
+
+def _loader(ds, batch_size: int, *, shuffle: bool, seed: int, epoch: int, workers: int, drop_last: bool = False):
+    gen = torch.Generator()
+    gen.manual_seed(seed * 1000003 + epoch)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen,
+                                       num_workers=workers, drop_last=drop_last,
+                                       persistent_workers=False)
+
+
+# ------------------------------------------------------------------------ run
+def execute(run: ResolvedRun, *, device: str | torch.device = "cpu", progress: bool = True,
+            log: Callable[[str], None] = print) -> dict:
+    """Execute (or skip, or resume) one run and return its ``result.json`` content.
+
+    A run whose ``result.json`` says ``ok`` is skipped. A run locked by another
+    process is skipped with status ``running``. Any error inside the run is
+    recorded in ``result.json`` with status ``failed`` (type, message, traceback,
+    epoch) and returned, not raised, so a grid of runs goes on.
+    """
+    folder = run.folder
+    done = read_result(folder)
+    if done and done.get("status") == "ok":
+        return done
+    with RunLock(folder) as lock:
+        if not lock.acquired:
+            log(f"[skip] {folder.name} is running in another process")
+            return {"status": "running", "run_id": run.run_id}
+        write_json(folder / "config.json", run.config)
+        t0 = time.time()
+        try:
+            result = _train_and_evaluate(run, torch.device(device), progress, log)
+        except Exception as exc:  # noqa: BLE001 - record every failure
+            result = {
+                "status": "failed",
+                "run_id": run.run_id,
+                "error": {"type": type(exc).__name__, "message": str(exc),
+                          "traceback": traceback.format_exc(limit=20)},
+                "wall_time_s": time.time() - t0,
+                "provenance": provenance(torch.device(device)),
+            }
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            log(f"[failed] {folder.name}: {type(exc).__name__}: {exc}")
+        write_json(folder / "result.json", result)
+        return result
+
+
+def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, log) -> dict:
+    cfg = run.training
+    method = run.method
+    folder = run.folder
+    seed = run.config["seed"]
+    _seed_everything(seed)
+
+    train_df, test_df = expression_split(run.dataset, run.card, run.config["expression"])
+    if run.config["control"] == "shuffled_labels":
+        perm = np.random.default_rng([seed, 7919]).permutation(len(train_df))
+        train_df = train_df.assign(label=train_df["label"].to_numpy()[perm])
+    settings = ClipSettings(geometry=run.scale.geometry, frame_size=run.scale.frame_size,
+                            heatmap_resize=run.scale.heatmap_resize, inputs=method.input_spec())
+    train_ds = ClipDataset(run.dataset, train_df, settings, train=True, reps=cfg.reps_per_epoch, seed=seed)
+    test_ds = ClipDataset(run.dataset, test_df, settings, train=False, seed=seed)
+
+    model = method.build_model().to(device)
+    loss_fn = method.build_loss().to(device)
+    files = {r: Path(p) for r, p in run.config["paths"]["weights"].items()}
+    pretrained_info = method.load_pretrained(model, files) if files else {"loaded": {}, "note": "trained from scratch"}
+    method.on_train_start(model, train_df["label"].to_numpy(dtype=np.float32))
+    groups = method.param_groups(model, loss_fn, cfg)
+    optimizer = _make_optimizer(groups, cfg)
+    scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+                 if optimizer is not None and cfg.lr_step > 0 else None)
+
+    history: list[dict] = []
+    eval_rows: list[pd.DataFrame] = []
+    start_epoch = 0
+    ckpt_path = folder / "checkpoint_last.pt"
+    if ckpt_path.is_file():  # resume
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        if state.get("run_id") == run.run_id:
+            model.load_state_dict(state["model"])
+            loss_fn.load_state_dict(state["loss"])
+            if optimizer is not None and state.get("optimizer"):
+                optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and state.get("scheduler"):
+                scheduler.load_state_dict(state["scheduler"])
+            history = json.loads(state["history"])
+            start_epoch = int(state["epoch"]) + 1
+            if (folder / "eval_history.csv").is_file():
+                eval_rows.append(pd.read_csv(folder / "eval_history.csv", dtype={"video_id": str}))
+            log(f"[resume] {folder.name} from epoch {start_epoch}")
+
+    test_loader = _loader(test_ds, max(1, cfg.batch_size), shuffle=False, seed=seed, epoch=0, workers=cfg.num_workers)
+    epochs = cfg.epochs if optimizer is not None else 1
+    t_start = time.time()
+    for epoch in range(start_epoch, epochs):
+        t_epoch = time.time()
+        losses = []
+        if optimizer is not None:
+            model.train()
+            train_ds.set_epoch(epoch)
+            # BMC with a one-clip batch is identically zero: drop such a last batch.
+            drop_last = len(train_ds) % cfg.batch_size == 1
+            loader = _loader(train_ds, cfg.batch_size, shuffle=True, seed=seed, epoch=epoch,
+                             workers=cfg.num_workers, drop_last=drop_last)
+            bar = tqdm(loader, desc=f"{folder.name[:40]} ep {epoch + 1}/{epochs}", leave=False, disable=not progress)
+            for step, batch in enumerate(bar):
+                batch = _to_device(batch, device)
+                pred = method.predict(model, batch).reshape(-1)
+                loss = loss_fn(pred, batch["label"])
+                if not torch.isfinite(loss):
+                    raise DivergedError(f"non-finite training loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.grad_clip)
+                optimizer.step()
+                losses.append(float(loss.detach()))
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            if scheduler is not None:
+                scheduler.step()
+        entry = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
+                 "lr": optimizer.param_groups[0]["lr"] if optimizer is not None else None,
+                 "time_s": None}
+        if (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == epochs:
+            preds = evaluate(method, model, test_loader, device)
+            m = regression_metrics(test_df["label"].to_numpy(), preds)
+            entry.update({f"test_{k}": v for k, v in m.items() if k != "n"})
+            eval_rows.append(pd.DataFrame({"epoch": epoch + 1, "video_id": test_df["video_id"],
+                                           "label": test_df["label"], "prediction": preds}))
+            write_csv(folder / "eval_history.csv", pd.concat(eval_rows, ignore_index=True))
+        entry["time_s"] = time.time() - t_epoch
+        history.append(entry)
+        log(f"  {folder.name} epoch {epoch + 1}/{epochs} " + " ".join(
+            f"{k}={v:.4g}" for k, v in entry.items() if isinstance(v, float) and k != "time_s"))
+        if optimizer is not None and epoch + 1 < epochs:
+            _save_checkpoint(ckpt_path, run, model, loss_fn, optimizer, scheduler, epoch, history)
+
+    # final model, predictions, result
+    final_preds = eval_rows[-1]
+    final_preds = final_preds[final_preds["epoch"] == final_preds["epoch"].max()]
+    predictions = pd.DataFrame({
+        "video_id": test_df["video_id"], "subject": test_df["subject"], "expression": test_df["expression"],
+        "label": test_df["label"], "prediction": final_preds["prediction"].to_numpy(),
+    })
+    write_csv(folder / "predictions.csv", predictions)
+    buf = _torch_bytes({"format": MODEL_FORMAT, "version": MODEL_VERSION,
+                        "config": json.loads(json.dumps(run.config, default=str)),
+                        "state_dict": model.state_dict(), "loss_state_dict": loss_fn.state_dict()})
+    atomic_write_bytes(folder / "model.pt", buf)
+    ckpt_path.unlink(missing_ok=True)
+    all_evals = pd.concat(eval_rows, ignore_index=True)
+    return {
+        "status": "ok",
+        "run_id": run.run_id,
+        "metrics": {
+            "final": regression_metrics(predictions["label"], predictions["prediction"]),
+            "test_selected": _test_selected(all_evals),
+        },
+        "epochs": history,
+        "wall_time_s": time.time() - t_start,
+        "train_videos": int(len(train_df)),
+        "test_videos": int(len(test_df)),
+        "pretrained": pretrained_info,
+        "provenance": {**provenance(device), "dataset_content_hash": run.dataset.content_hash,
+                       "dataset_manifest_backend": run.dataset.manifest.get("backend")},
+    }
+
+
+def _test_selected(evals: pd.DataFrame) -> dict:
+    """Metrics of the evaluated epoch with the highest test rho (the official rule)."""
+    best, best_epoch = None, None
+    for epoch, grp in evals.groupby("epoch"):
+        m = regression_metrics(grp["label"], grp["prediction"])
+        key = m["rho_x100"] if not math.isnan(m["rho_x100"]) else -math.inf
+        if best is None or key > best[0]:
+            best, best_epoch = (key, m), int(epoch)
+    return {**best[1], "epoch": best_epoch} if best else {}
+
+
+def _torch_bytes(obj) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _save_checkpoint(path: Path, run: ResolvedRun, model, loss_fn, optimizer, scheduler, epoch: int, history) -> None:
+    atomic_write_bytes(path, _torch_bytes({
+        "run_id": run.run_id, "epoch": epoch, "model": model.state_dict(), "loss": loss_fn.state_dict(),
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None,
+        "history": json.dumps(history),
+    }))
+
+
+def default_device() -> str:
+    """``cuda`` when a GPU is visible, else ``cpu`` (``QAFE_BENCH_DEVICE`` overrides)."""
+    return os.environ.get("QAFE_BENCH_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")

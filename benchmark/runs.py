@@ -1,0 +1,261 @@
+"""Runs: a resolved configuration, its stable id, and its record on disk.
+
+A run is fully described by its resolved config (method + resolved options,
+dataset content hash, expression, split, seed, scale with geometry, training
+settings, pretrained files by content hash, control). Its id is a hash of that
+config, so a finished run is skipped when asked again and an interrupted one
+resumes from its last epoch checkpoint.
+
+Run folder ``<runs_dir>/<method>-<expression>-s<seed>-<id>/``:
+
+    config.json              the resolved config (written first)
+    result.json              status ("ok" | "failed"), metrics (final epoch and
+                             test-selected epoch), per-epoch history, timing,
+                             provenance; or the error of a failed run
+    predictions.csv          one row per test video: video_id, subject,
+                             expression, label, prediction (final model)
+    eval_history.csv         epoch, video_id, label, prediction for every
+                             evaluated epoch (for test-selected model selection)
+    model.pt                 final weights + config (``qafe-bench score``)
+    checkpoint_last.pt       per-epoch training state for resume (removed at the end)
+
+Files are written atomically (temporary name + rename) and a run holds an
+exclusive lock on ``.lock`` while it trains, so several processes can work on
+one runs folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+from .api import Method, TrainingConfig
+from .cards import DatasetCard, load_card
+from .data.prepared import PreparedDataset, atomic_write_text, sha256_file
+from .errors import CheckpointError, ConfigError
+from .registry import get_method
+from .scales import Scale, get_scale
+
+CONTROLS = ("none", "shuffled_labels")
+
+
+@dataclass
+class RunSpec:
+    """What a user (or a table) asks for; :func:`resolve` turns it into a config.
+
+    Attributes:
+        method: registry name.
+        dataset: path of a prepared dataset.
+        expression: expression name (or index) of the dataset card.
+        seed: random seed (model init, sampling, augmentation).
+        scale: ``tiny`` or ``paper``.
+        options: method option overrides.
+        training: training-setting overrides (applied after scale overrides).
+        weights: role -> checkpoint path (e.g. ``{"rgb": ".../FormerDFER-DFEWset1-model_best.pth"}``).
+        split: ``official`` (the dataset's train/test column).
+        control: ``none`` or ``shuffled_labels`` (training labels permuted across
+            training videos: the chance-level control).
+    """
+
+    method: str
+    dataset: str | Path
+    expression: str
+    seed: int = 0
+    scale: str = "tiny"
+    options: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    weights: dict = field(default_factory=dict)
+    split: str = "official"
+    control: str = "none"
+
+
+@dataclass
+class ResolvedRun:
+    """A resolved run: its config, id, folder and the live objects to execute it."""
+
+    config: dict
+    run_id: str
+    folder: Path
+    method: Method
+    dataset: PreparedDataset
+    card: DatasetCard
+    scale: Scale
+    training: TrainingConfig
+
+
+def config_hash(config: dict) -> str:
+    """12 hex digits of SHA-256 over the canonical JSON of ``config`` minus ``paths``."""
+    hashed = {k: v for k, v in config.items() if k != "paths"}
+    text = json.dumps(hashed, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def find_weights(method_cls: type[Method], weights_dir: str | Path | None) -> dict[str, Path]:
+    """Role -> path of the method's original checkpoint files found in ``weights_dir``
+    (by their original file names, :attr:`Method.pretrained_files`). Missing files are
+    simply absent (the run then trains from scratch and records it)."""
+    if not weights_dir:
+        return {}
+    out = {}
+    for role, name in method_cls.pretrained_files.items():
+        for cand in (Path(weights_dir) / name, Path(weights_dir) / "pretrain" / name):
+            if cand.is_file():
+                out[role] = cand
+                break
+    return out
+
+
+def resolve(spec: RunSpec, runs_dir: str | Path) -> ResolvedRun:
+    """Validate ``spec`` and build the resolved config.
+
+    Raises:
+        ConfigError / UnknownMethodError / ManifestError: invalid method, option,
+            scale, expression, control or dataset.
+        CheckpointError: a weights path that does not exist.
+    """
+    method_cls = get_method(spec.method)
+    scale = get_scale(spec.scale)
+    dataset = PreparedDataset(spec.dataset)
+    card = load_card(dataset.card_name)
+    expression = card.expressions[card.expression_index(spec.expression)]
+    if spec.control not in CONTROLS:
+        raise ConfigError(f"unknown control {spec.control!r}; choose one of {', '.join(CONTROLS)}")
+    if spec.split != "official":
+        raise ConfigError(f"split {spec.split!r} is not available for protocol {card.protocol!r}; use 'official'")
+    method = method_cls(spec.options, scale.geometry)
+    training = method.training_defaults().updated(scale.training, f"scale {scale.name}")
+    training = training.updated(spec.training, "training overrides")
+    pretrained = {}
+    for role, path in sorted(spec.weights.items()):
+        if role not in method_cls.pretrained_files:
+            raise ConfigError(f"method {method_cls.name!r} takes no {role!r} weights; roles: "
+                              f"{', '.join(method_cls.pretrained_files) or '(none)'}")
+        p = Path(path)
+        if not p.is_file():
+            raise CheckpointError(f"{p}: no such checkpoint file (expected {method_cls.pretrained_files[role]})")
+        pretrained[role] = {"file": p.name, "sha256": sha256_file(p)}
+    config = {
+        "method": method_cls.name,
+        "options": method.options,
+        "deviations_from_paper": method.deviations_from_paper(),
+        "dataset": {"card": card.name, "content_hash": dataset.content_hash,
+                    "landmark_scheme": dataset.manifest["landmark_scheme"]["name"],
+                    "backend": dataset.manifest.get("backend", {}).get("name")},
+        "protocol": card.protocol,
+        "expression": expression,
+        "split": spec.split,
+        "seed": int(spec.seed),
+        "scale": scale.name,
+        "geometry": asdict(scale.geometry),
+        "frame_size": scale.frame_size,
+        "heatmap_resize": scale.heatmap_resize,
+        "training": asdict(training),
+        "pretrained": pretrained,
+        "control": spec.control,
+        "paths": {"dataset": str(Path(spec.dataset).resolve()),
+                  "weights": {r: str(Path(p).resolve()) for r, p in spec.weights.items()}},
+    }
+    run_id = config_hash(config)
+    folder = Path(runs_dir) / f"{method_cls.name}-{expression}-s{spec.seed}-{run_id}"
+    return ResolvedRun(config, run_id, folder, method, dataset, card, scale, training)
+
+
+def read_result(folder: Path) -> dict | None:
+    """The parsed ``result.json`` of a run folder, or None when absent/unreadable."""
+    p = folder / "result.json"
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON (NaN written as null)."""
+    atomic_write_text(path, json.dumps(_nan_to_none(obj), indent=2, sort_keys=False, default=str))
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
+def write_csv(path: Path, df: pd.DataFrame) -> None:
+    """Atomically write a DataFrame as CSV (no index)."""
+    atomic_write_text(path, df.to_csv(index=False))
+
+
+class RunLock:
+    """Exclusive, non-blocking lock on ``<folder>/.lock`` (fcntl.flock).
+
+    ``acquired`` is False when another process holds it (that run is in progress).
+    Released on exit; the lock dies with its process, so a crash leaves no stale lock.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / ".lock"
+        self.acquired = False
+        self._fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.acquired = True
+        except BlockingIOError:
+            self.acquired = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            if self.acquired:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+
+
+def iter_run_folders(runs_dir: str | Path) -> Iterator[tuple[Path, dict, dict | None]]:
+    """Every run folder under ``runs_dir`` with its config and result (None if unfinished)."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return
+    for cfg_path in sorted(root.glob("*/config.json")):
+        try:
+            cfg = json.loads(cfg_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        yield cfg_path.parent, cfg, read_result(cfg_path.parent)
+
+
+def load_model_file(path: str | Path) -> dict:
+    """Read a run's ``model.pt`` safely (``weights_only=True``).
+
+    Returns:
+        ``{"format", "version", "config", "state_dict"}``.
+
+    Raises:
+        CheckpointError: missing file or not a qafe-bench model file.
+    """
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such model file (a finished run folder holds model.pt)")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise CheckpointError(f"{p}: cannot be read safely as a qafe-bench model file ({exc})") from None
+    if not isinstance(obj, dict) or obj.get("format") != "qafe-bench-model":
+        raise CheckpointError(f"{p}: not a qafe-bench model file (no 'format': 'qafe-bench-model')")
+    return obj

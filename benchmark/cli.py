@@ -1,0 +1,275 @@
+"""The ``qafe-bench`` command line (argparse).
+
+    qafe-bench synth      --out DIR [--preset tiny|paper] [--seed N]
+    qafe-bench prepare    pfed5|folder --raw DIR --out DIR [--backend mediapipe|insightface] ...
+    qafe-bench run        --method M --dataset DIR|synthetic --expression E [--set k=v] [--train k=v]
+    qafe-bench reproduce  table2|all [--dataset synthetic|DIR] [--scale tiny|paper] [--seeds 0 1 2]
+    qafe-bench report     table2|all [--dataset ...]      (re-render from run records, no training)
+    qafe-bench score      VIDEO --checkpoint RUN/model.pt --expression smile
+    qafe-bench methods | tables
+
+Errors that qafe-bench raises on purpose (bad data, unknown names) are printed
+as one line without a traceback and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import QafeBenchError
+
+DEFAULT_RUNS = Path("runs")
+
+
+def _kv(items: list[str] | None, flag: str) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise QafeBenchError(f"{flag} expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _dataset_path(args) -> Path:
+    """Resolve ``--dataset``: a prepared folder, or ``synthetic`` (generated once, then reused)."""
+    if args.dataset != "synthetic":
+        return Path(args.dataset)
+    from .data.synthetic import generate_synthetic
+    from .scales import get_scale
+
+    preset = get_scale(args.scale).synthetic_preset
+    out = Path(args.runs_dir) / "data" / f"synthetic-{preset}-seed{args.data_seed}"
+    if not (out / "manifest.json").is_file():
+        print(f"generating synthetic data ({preset}, seed {args.data_seed}) into {out}")
+        generate_synthetic(out, scale=preset, seed=args.data_seed)
+    return out
+
+
+def _weights(args) -> dict:
+    from .registry import available, get_method
+    from .runs import find_weights
+
+    if not getattr(args, "weights", None):
+        return {}
+    return {name: find_weights(get_method(name), args.weights) for name in available()}
+
+
+# ------------------------------------------------------------------- commands
+def cmd_methods(args) -> int:
+    from .registry import available, get_method
+
+    for name, origin in available().items():
+        try:
+            cls = get_method(name)
+            print(f"{name:14s} {cls.display_name:28s} {origin:10s} {cls.reference}")
+        except QafeBenchError as exc:
+            print(f"{name:14s} (cannot load: {exc})")
+    return 0
+
+
+def cmd_tables(args) -> int:
+    from .tables import available_tables, load_spec
+
+    for t in available_tables():
+        print(f"{t:10s} {load_spec(t).title}")
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from .data.synthetic import generate_synthetic
+
+    manifest = generate_synthetic(args.out, scale=args.preset, seed=args.seed)
+    c = manifest["counts"]
+    print(f"wrote {c['videos']} videos ({c['frames']} frames) to {args.out}")
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from .data.prepare import prepare_dataset
+
+    manifest = prepare_dataset(
+        args.raw, args.out, layout=args.layout, card=args.card or ("pfed5" if args.layout == "pfed5" else "pfed5"),
+        backend=args.backend, labels_csv=args.labels, crop_size=args.crop_size, frame_format=args.frame_format,
+        crop_mode=args.crop_mode, progress=not args.quiet,
+        **({"backend_options": {"model_dir": args.insightface_dir}} if args.insightface_dir else {}),
+    )
+    c = manifest["counts"]
+    print(f"prepared {c['videos']} videos ({c['frames']} frames, {c['frames_without_face']} without a face, "
+          f"{c['failed_videos']} failed) into {args.out}")
+    for f in manifest.get("failed", []):
+        print(f"  FAILED {f['source']}: {f['error']}", file=sys.stderr)
+    return 1 if c["failed_videos"] else 0
+
+
+def cmd_run(args) -> int:
+    from .engine import default_device, execute
+    from .registry import get_method
+    from .runs import RunSpec, find_weights, resolve
+
+    dataset = _dataset_path(args)
+    weights = find_weights(get_method(args.method), args.weights) if args.weights else {}
+    run = resolve(RunSpec(method=args.method, dataset=dataset, expression=args.expression, seed=args.seed,
+                          scale=args.scale, options=_kv(args.set, "--set"), training=_kv(args.train, "--train"),
+                          weights=weights, control=args.control), args.runs_dir)
+    print(f"run {run.folder}")
+    res = execute(run, device=args.device or default_device(), progress=not args.quiet)
+    if res["status"] != "ok":
+        print(f"run failed: {res.get('error', {}).get('message', res['status'])}", file=sys.stderr)
+        return 1
+    m = res["metrics"]
+    print(f"rho x100 final {m['final']['rho_x100']:.2f}, test-selected {m['test_selected'].get('rho_x100', float('nan')):.2f} "
+          f"(epoch {m['test_selected'].get('epoch')}); MAE {m['final']['mae']:.3f}")
+    return 0
+
+
+def _tables_for(arg: str, protocol: str) -> list[str]:
+    from .tables import available_tables, load_spec
+
+    if arg != "all":
+        load_spec(arg)
+        return [arg]
+    return [t for t in available_tables() if load_spec(t).protocol == protocol]
+
+
+def _report(args, *, train: bool) -> int:
+    from .cards import load_card
+    from .data.prepared import PreparedDataset
+    from .engine import default_device, execute
+    from .report import output_dir_for, render_index, render_table
+    from .tables import expand, load_spec
+
+    dataset = _dataset_path(args)
+    ds = PreparedDataset(dataset)
+    card = load_card(ds.card_name)
+    info = {"card": card.name, "content_hash": ds.content_hash, "demo_labels": card.demo_labels,
+            "landmark_scheme": ds.manifest["landmark_scheme"]["name"],
+            "backend": ds.manifest.get("backend", {}).get("name"), "path": str(dataset)}
+    out_dir = Path(args.out) if args.out else output_dir_for(card.name, ds.content_hash, args.scale)
+    rendered = []
+    failed = 0
+    for table_id in _tables_for(args.table, card.protocol):
+        spec = load_spec(table_id)
+        cells, not_run = expand(spec, dataset, scale=args.scale, seeds=args.seeds, runs_dir=args.runs_dir,
+                                weights=_weights(args))
+        if train:
+            todo = {r.folder: r for c in cells for r in c.runs}
+            for i, run in enumerate(todo.values(), 1):
+                print(f"[{i}/{len(todo)}] {run.folder.name}")
+                res = execute(run, device=args.device or default_device(), progress=not args.quiet)
+                failed += res["status"] == "failed"
+        paths = render_table(spec, cells, not_run, out_dir, scale=args.scale, seeds=args.seeds, dataset_info=info)
+        rendered.append({"id": spec.id, "title": spec.title, "html": paths["html"].name, "csv": paths["csv"].name})
+        print(f"{spec.id}: {paths['html']}  {paths['csv']}")
+    index = render_index(out_dir, rendered, info, args.scale)
+    print(f"report: {index}")
+    if failed:
+        print(f"{failed} run(s) failed; they are listed in the report and not averaged", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_reproduce(args) -> int:
+    return _report(args, train=True)
+
+
+def cmd_report(args) -> int:
+    return _report(args, train=False)
+
+
+def cmd_score(args) -> int:
+    from .score import score_video
+
+    result = score_video(args.video, args.checkpoint, expression=args.expression, backend=args.backend,
+                         backend_options={"model_dir": args.insightface_dir} if args.insightface_dir else {},
+                         device=args.device)
+    print(f"{args.video}: predicted {result['label_name']} {result['prediction']:.3f} "
+          f"({result['expression']}, {result['faces_found']}/{result['num_frames']} frames with a face)")
+    return 0
+
+
+# --------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qafe-bench", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common_run(sp, dataset_default="synthetic"):
+        sp.add_argument("--dataset", default=dataset_default,
+                        help="prepared dataset folder, or 'synthetic' (generated on first use; default)")
+        sp.add_argument("--scale", default="tiny", choices=["tiny", "paper"], help="default: tiny")
+        sp.add_argument("--runs-dir", default=str(DEFAULT_RUNS), help="run records (default: ./runs)")
+        sp.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic dataset")
+        sp.add_argument("--weights", help="folder holding the authors' released checkpoints by original file name")
+        sp.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sp = sub.add_parser("methods", help="list registered methods")
+    sp.set_defaults(func=cmd_methods)
+    sp = sub.add_parser("tables", help="list table specs")
+    sp.set_defaults(func=cmd_tables)
+
+    sp = sub.add_parser("synth", help="generate the synthetic dataset")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--preset", default="tiny", choices=["tiny", "paper"])
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(func=cmd_synth)
+
+    sp = sub.add_parser("prepare", help="raw videos/frames -> prepared dataset (faces, landmarks, crops)")
+    sp.add_argument("layout", choices=["pfed5", "folder"],
+                    help="pfed5: official PFED5_train/test.csv + <patient>/<video>/*.jpg; folder: videos + labels.csv")
+    sp.add_argument("--raw", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--labels", help="labels CSV for the folder layout (default <raw>/labels.csv)")
+    sp.add_argument("--card", help="dataset card (default pfed5)")
+    sp.add_argument("--backend", default="mediapipe", choices=["mediapipe", "insightface"])
+    sp.add_argument("--insightface-dir", help="insightface model folder (det_10g.onnx, 2d106det.onnx)")
+    sp.add_argument("--crop-size", type=int, default=256)
+    sp.add_argument("--crop-mode", default="bbox", choices=["bbox", "square"])
+    sp.add_argument("--frame-format", default="npy", choices=["npy", "jpg"])
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=cmd_prepare)
+
+    sp = sub.add_parser("run", help="train and evaluate one method on one expression")
+    sp.add_argument("--method", required=True)
+    sp.add_argument("--expression", required=True)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--set", action="append", metavar="OPTION=VALUE", help="method option override")
+    sp.add_argument("--train", action="append", metavar="SETTING=VALUE", help="training setting override")
+    sp.add_argument("--control", default="none", choices=["none", "shuffled_labels"])
+    common_run(sp)
+    sp.set_defaults(func=cmd_run)
+
+    for name, func, helptext in (("reproduce", cmd_reproduce, "run what a table needs, then write the report"),
+                                 ("report", cmd_report, "re-render tables from existing run records")):
+        sp = sub.add_parser(name, help=helptext)
+        sp.add_argument("table", nargs="?", default="table2", help="table id (table2) or 'all'")
+        sp.add_argument("--seeds", type=int, nargs="+", default=[0])
+        sp.add_argument("--out", help="report folder (default reports/output/<dataset>-<scale>)")
+        common_run(sp)
+        sp.set_defaults(func=func)
+
+    sp = sub.add_parser("score", help="predict the severity of one real video with a trained model")
+    sp.add_argument("video")
+    sp.add_argument("--checkpoint", required=True, help="a run's model.pt")
+    sp.add_argument("--expression", required=True)
+    sp.add_argument("--backend", default=None, choices=["mediapipe", "insightface"],
+                    help="landmark backend (default: the one the training data was prepared with)")
+    sp.add_argument("--insightface-dir")
+    sp.add_argument("--device", default="cpu")
+    sp.set_defaults(func=cmd_score)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``qafe-bench`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except QafeBenchError as exc:
+        print(f"qafe-bench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Report rendering: CSV files and a static HTML page per table (jinja2, autoescaped).
+
+Output folder ``reports/output/<card>-<content hash[:8]>-<scale>/`` (or ``--out``):
+
+    index.html                    links to every rendered table
+    <table>.html                  reproduced beside published, difference, tolerance marks,
+                                  both model-selection rules, method options that follow
+                                  the released code instead of the paper, provenance
+    <table>.csv                   the paper's layout (test-selected, as published)
+    <table>_final.csv             the same with final-epoch selection
+    <table>_long.csv              every cell with std, seed counts, status and run folders
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+
+from .api import Method
+from .data.prepared import atomic_write_text
+from .registry import get_method, is_registered
+from .tables import SELECTIONS, CellRuns, TableSpec, build_table, wide
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("benchmark", "templates"),
+    autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def _fmt(v, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+_env.filters["fmt"] = _fmt
+
+
+def output_dir_for(card: str, content_hash: str, scale: str, base: Path | None = None) -> Path:
+    """Default report folder for a dataset and scale."""
+    from .paths import reports_dir
+
+    return (base or reports_dir() / "output") / f"{card}-{content_hash[:8]}-{scale}"
+
+
+def _row_details(spec: TableSpec, cells: list[CellRuns]) -> list[dict]:
+    """Per table row: the method's resolved options and those that follow the released code."""
+    out = []
+    seen = set()
+    for cell in cells:
+        if cell.row.label in seen or not cell.runs:
+            continue
+        seen.add(cell.row.label)
+        run = cell.runs[0]
+        cls: type[Method] = type(run.method)
+        deviations = []
+        for k, v in run.method.options.items():
+            opt = cls.options_spec[k]
+            if opt.code_value is not None and opt.code_value != opt.default:
+                deviations.append({
+                    "option": k, "value": v, "paper": opt.default, "code": opt.code_value,
+                    "follows": "released code" if v == opt.code_value else ("paper" if v == opt.default else "neither"),
+                    "help": opt.help,
+                })
+        res_pretrained = None
+        for r in cell.runs:
+            p = r.folder / "result.json"
+            if p.is_file():
+                try:
+                    res_pretrained = json.loads(p.read_text()).get("pretrained")
+                except json.JSONDecodeError:
+                    pass
+                break
+        out.append({"row": cell.row.label, "method": cls.name, "display": cls.display_name,
+                    "reference": cls.reference, "options": run.method.options, "deviations": deviations,
+                    "pretrained": res_pretrained})
+    return out
+
+
+def render_table(spec: TableSpec, cells: list[CellRuns], not_run, out_dir: Path, *, scale: str,
+                 seeds: list[int], dataset_info: dict) -> dict[str, Path]:
+    """Write the CSV files and the HTML page of one table; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = {sel: build_table(spec, cells, not_run, sel) for sel in SELECTIONS}
+    paths = {}
+    long = pd.concat([t.assign(selection=sel) for sel, t in tables.items()], ignore_index=True)
+    paths["long_csv"] = out_dir / f"{spec.id}_long.csv"
+    atomic_write_text(paths["long_csv"], long.to_csv(index=False))
+    paths["csv"] = out_dir / f"{spec.id}.csv"
+    atomic_write_text(paths["csv"], wide(tables["test_selected"], spec).to_csv(index=False))
+    paths["final_csv"] = out_dir / f"{spec.id}_final.csv"
+    atomic_write_text(paths["final_csv"], wide(tables["final"], spec).to_csv(index=False))
+
+    views = []
+    for sel, df in tables.items():
+        rows = []
+        for label, grp in df.groupby("row", sort=False):
+            cells_by_col = {r["column"]: r for r in grp.to_dict("records")}
+            rows.append({"label": label, "in_paper": bool(grp["in_paper"].iloc[0]), "cells": cells_by_col})
+        views.append({"selection": sel, "description": SELECTIONS[sel], "rows": rows})
+    failures = []
+    for cell in cells:
+        for run in cell.runs:
+            p = run.folder / "result.json"
+            if p.is_file():
+                try:
+                    res = json.loads(p.read_text())
+                except json.JSONDecodeError:
+                    continue
+                if res.get("status") == "failed":
+                    failures.append({"run": run.folder.name, "type": res["error"]["type"],
+                                     "message": res["error"]["message"]})
+    html = _env.get_template("table.html.j2").render(
+        spec=spec, views=views, columns=spec.columns, details=_row_details(spec, cells),
+        failures=failures, scale=scale, seeds=seeds, dataset=dataset_info,
+        generated=time.strftime("%Y-%m-%d %H:%M:%S"),
+        comparable=(scale == "paper" and dataset_info.get("card") == "pfed5"),
+        not_run=[r.label for r in not_run],
+    )
+    paths["html"] = out_dir / f"{spec.id}.html"
+    atomic_write_text(paths["html"], html)
+    return paths
+
+
+def render_index(out_dir: Path, tables: list[dict], dataset_info: dict, scale: str) -> Path:
+    """Write ``index.html`` linking every rendered table (``tables``: id, title, html name)."""
+    html = _env.get_template("index.html.j2").render(tables=tables, dataset=dataset_info, scale=scale,
+                                                      generated=time.strftime("%Y-%m-%d %H:%M:%S"))
+    path = out_dir / "index.html"
+    atomic_write_text(path, html)
+    return path
+
+
+def method_display(name: str) -> str:
+    """Display name of a registered method (the name itself otherwise)."""
+    return get_method(name).display_name if is_registered(name) else name

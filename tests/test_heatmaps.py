@@ -1,0 +1,456 @@
+"""Landmark heatmap volumes (benchmark.data.heatmaps).
+
+The per-landmark reference implementations below follow the released
+``dataset/generate_landmark_heatmap.py`` (shuchaoduan/QAFE-Net) literally, one
+landmark and one frame at a time, with ``cv2.GaussianBlur`` and
+``cv2.applyColorMap``; the vectorised renderer must match them byte for byte.
+``tests/test_bench_heatmaps.py`` and ``scripts/bench_heatmaps.py`` time them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from benchmark.data.heatmaps import (
+    cached_heatmap_frames,
+    gaussian_table,
+    heatmap_cache_key,
+    jet_rgb_lut,
+    render_heatmap_frames,
+    write_heatmap_cache,
+)
+from benchmark.data.prepared import LandmarkScheme, PreparedDataset, PreparedWriter
+from benchmark.errors import ManifestError
+
+# --------------------------------------------------------------------------------------------
+# literal per-landmark references (loops on purpose)
+
+
+def _round_clamp(points: np.ndarray, h: int, w: int) -> np.ndarray:
+    """np.rint then clamp into the image, as the module documents (the official code would give NaN outside)."""
+    pts = np.rint(np.asarray(points, dtype=np.float64))
+    pts[..., 0] = np.clip(pts[..., 0], 0, w - 1)
+    pts[..., 1] = np.clip(pts[..., 1], 0, h - 1)
+    return pts
+
+
+def _one_landmark_map(h: int, w: int, center, sigma, radius: int = 5) -> np.ndarray:
+    """generate_a_heatmap: a float32 Gaussian patch on a zero map, divided by the map's max."""
+    heatmap = np.zeros((h, w), dtype=np.float32)
+    mu_x, mu_y = np.float32(center[0]), np.float32(center[1])
+    st_x, ed_x = max(int(mu_x - radius), 0), min(int(mu_x + radius) + 1, w)
+    st_y, ed_y = max(int(mu_y - radius), 0), min(int(mu_y + radius) + 1, h)
+    x = np.arange(st_x, ed_x, 1, np.float32)
+    y = np.arange(st_y, ed_y, 1, np.float32)[:, None]
+    patch = np.exp(-((x - mu_x) ** 2 + (y - mu_y) ** 2) / 2 / sigma ** 2) * np.float32(1.0)
+    heatmap[st_y:ed_y, st_x:ed_x] = np.maximum(heatmap[st_y:ed_y, st_x:ed_x], patch)
+    return heatmap / np.max(heatmap)
+
+
+def reference_official(points, size, sigma=1, skip_first_landmark=True, radius=5) -> np.ndarray:
+    """Official recipe, per frame and per landmark; returns RGB (the JET BGR image reversed)."""
+    h, w = size
+    pts = _round_clamp(points, h, w)
+    out = []
+    for kps in pts:
+        start = 1 if skip_first_landmark else 0
+        maps = [_one_landmark_map(h, w, kps[i], sigma, radius) for i in range(start, kps.shape[0])]
+        combined = np.sum(np.stack(maps, axis=0), axis=0)
+        smoothed = cv2.GaussianBlur(combined, (7, 7), sigmaX=0)
+        smoothed /= np.max(smoothed)
+        bgr = cv2.applyColorMap(np.uint8(255 * smoothed), cv2.COLORMAP_JET)
+        out.append(bgr[:, :, ::-1])
+    return np.stack(out)
+
+
+def reference_paper(points, frames, size, sigma=1.0, radius=5) -> np.ndarray:
+    """Paper recipe, per frame and per landmark: accumulate G, blur 7x7, /max, rint(w * RGB)."""
+    h, w = size
+    pts = _round_clamp(points, h, w)
+    out = []
+    for kps, rgb in zip(pts, frames):
+        acc = np.zeros((h, w), np.float32)
+        for i in range(kps.shape[0]):
+            acc += _one_landmark_map(h, w, kps[i], sigma, radius)
+        acc = cv2.GaussianBlur(acc, (7, 7), sigmaX=0)
+        acc /= np.max(acc)
+        out.append(np.rint(acc[:, :, None] * rgb.astype(np.float32)).astype(np.uint8))
+    return np.stack(out)
+
+
+def random_points(rng, t, k, h, w, margin=12):
+    """Landmarks clustered like a face, plus some near and beyond every border."""
+    pts = np.empty((t, k, 2))
+    pts[..., 0] = rng.uniform(0.25 * w, 0.75 * w, (t, k))
+    pts[..., 1] = rng.uniform(0.25 * h, 0.75 * h, (t, k))
+    n_edge = max(k // 4, 1)
+    pts[:, :n_edge, 0] = rng.uniform(-margin, w - 1 + margin, (t, n_edge))
+    pts[:, :n_edge, 1] = rng.uniform(-margin, h - 1 + margin, (t, n_edge))
+    pts[:, 1, :] = [-30.0, h + 40.0]  # entirely outside: its official window would be empty (0/0)
+    pts[:, 2, :] = [w - 1.5, 0.49]  # at the border, rounding half to even
+    return pts.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# hand-worked single-landmark examples
+
+
+def _blurred_1d(d: int) -> float:
+    """(k * g)(d): the 7-tap kernel [2,7,14,18,14,7,2]/64 applied to g(d) = exp(-d^2/2), |d| <= 5."""
+    kern = [2, 7, 14, 18, 14, 7, 2]
+    g = lambda e: math.exp(-e * e / 2) if abs(e) <= 5 else 0.0  # noqa: E731
+    return sum(kern[m + 3] * g(d - m) for m in range(-3, 4)) / 64
+
+
+def _hand_value(dx: int, dy: int) -> float:
+    """Normalised blurred Gaussian at offset (dx, dy): separable, peak 1 at the landmark."""
+    c0 = _blurred_1d(0)
+    return _blurred_1d(dx) * _blurred_1d(dy) / (c0 * c0)
+
+
+HAND_OFFSETS = [(0, 0), (1, 0), (0, 1), (1, 1), (2, 0), (2, 1), (3, 2), (0, 4), (5, 0), (8, 0)]
+# floor(255 * value): worked out from the formulas above (e.g. (1, 0): 255 * 0.850633 = 216.91 -> 216)
+HAND_LEVELS = {(0, 0): 255, (1, 0): 216, (0, 1): 216, (1, 1): 184, (2, 0): 133, (2, 1): 113,
+               (3, 2): 30, (0, 4): 16, (5, 0): 2, (8, 0): 0}
+
+
+def test_hand_levels_follow_from_the_formula():
+    for (dx, dy), level in HAND_LEVELS.items():
+        v = 255 * _hand_value(dx, dy)
+        assert math.floor(v) == level
+        # far from a truncation boundary, relative to float32 precision: float32 agrees
+        assert v == level or (v - level > 1e-4 * v and level + 1 - v > 1e-3)
+
+
+def _jet_rgb(level: int) -> tuple[int, int, int]:
+    bgr = cv2.applyColorMap(np.array([[level]], np.uint8), cv2.COLORMAP_JET)[0, 0]
+    return int(bgr[2]), int(bgr[1]), int(bgr[0])
+
+
+def test_official_single_landmark_by_hand():
+    x0, y0 = 10, 12
+    pts = np.array([[[x0, y0]]], np.float32)
+    out = render_heatmap_frames(pts, size=(32, 32), mode="official", skip_first_landmark=False)
+    assert out.shape == (1, 32, 32, 3) and out.dtype == np.uint8
+    # a dummy landmark 0 is skipped by default and gives the same image
+    dummy = np.array([[[30.0, 2.0], [x0, y0]]], np.float32)
+    np.testing.assert_array_equal(render_heatmap_frames(dummy, size=(32, 32), mode="official"), out)
+    assert tuple(out[0, y0, x0]) == (128, 0, 0)  # JET(255), peak: dark red in RGB order
+    assert tuple(out[0, 0, 31]) == (0, 0, 128)  # JET(0), background: dark blue in RGB order
+    assert tuple(out[0, y0, x0 + 8]) == (0, 0, 128)  # blurred value > 0 but truncates to level 0
+    for (dx, dy), level in HAND_LEVELS.items():
+        for sx, sy in [(1, 1), (-1, 1), (1, -1), (-1, -1)]:
+            assert tuple(out[0, y0 + sy * dy, x0 + sx * dx]) == _jet_rgb(level), (dx, dy, sx, sy)
+    assert _jet_rgb(216) != _jet_rgb(217)  # the check above can tell one level apart
+
+
+def test_official_rgb_order_matches_pil_reading_of_a_cv2_written_file(tmp_path):
+    pts = np.array([[[5.0, 5.0], [10, 12], [20, 9]]], np.float32)
+    out = render_heatmap_frames(pts, size=(24, 32), mode="official")
+    bgr = out[0, :, :, ::-1]
+    path = tmp_path / "hm.png"
+    assert cv2.imwrite(str(path), np.ascontiguousarray(bgr))  # what the authors' cv2 saving produced
+    PIL = pytest.importorskip("PIL.Image")
+    seen = np.asarray(PIL.open(path).convert("RGB"))  # what their loader read
+    np.testing.assert_array_equal(seen, out[0])
+    np.testing.assert_array_equal(jet_rgb_lut()[0], [0, 0, 128])
+    np.testing.assert_array_equal(jet_rgb_lut()[255], [128, 0, 0])
+
+
+def test_paper_single_landmark_by_hand():
+    x0, y0 = 10, 12
+    pts = np.array([[[x0, y0]]], np.float32)
+    frames = np.full((1, 32, 32, 3), 200, np.uint8)
+    out = render_heatmap_frames(pts, size=(32, 32), mode="paper", frames=frames)
+    for (dx, dy) in HAND_OFFSETS:
+        expected = round(200 * _hand_value(dx, dy))  # e.g. (1, 1): 144.715 -> 145
+        assert abs(200 * _hand_value(dx, dy) - expected) != 0.5
+        for sx, sy in [(1, 1), (-1, -1)]:
+            assert (out[0, y0 + sy * dy, x0 + sx * dx] == expected).all(), (dx, dy)
+    assert (out[0, y0, x0] == 200).all() and (out[0, y0 + 1, x0 + 1] == 145).all()
+    # support: 5 (Gaussian window) + 3 (blur) = 8 px in each axis
+    mask = np.zeros((32, 32), bool)
+    mask[y0 - 8:y0 + 9, x0 - 8:x0 + 9] = True
+    assert (out[0][~mask] == 0).all()
+    assert (out[0][mask].sum(axis=-1) > 0).sum() < mask.sum()  # corners of the support round to 0
+
+
+def test_gaussian_table_values():
+    g = gaussian_table(1.0)
+    assert g.shape == (11, 11) and g.dtype == np.float32
+    assert g[5, 5] == 1.0
+    np.testing.assert_allclose(g[5, 6], math.exp(-0.5), rtol=1e-6)
+    np.testing.assert_allclose(g[0, 0], math.exp(-25.0), rtol=1e-5)
+    g3 = gaussian_table(3, kernel_size=7)
+    assert g3.shape == (7, 7)
+    np.testing.assert_allclose(g3[3, 6], math.exp(-9 / 18), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# vectorised == literal reference
+
+
+@pytest.mark.parametrize("sigma", [1, 3, 7])
+@pytest.mark.parametrize("size", [(64, 64), (41, 57)])
+def test_official_equals_reference(sigma, size):
+    rng = np.random.default_rng(sigma * 1000 + size[1])
+    pts = random_points(rng, 6, 73, *size)
+    out = render_heatmap_frames(pts, size=size, mode="official", sigma=sigma)
+    ref = reference_official(pts, size, sigma=sigma)
+    np.testing.assert_array_equal(out, ref)  # exact uint8 equality, no LSB tolerance
+
+
+def test_official_equals_reference_at_paper_size():
+    rng = np.random.default_rng(7)
+    pts = random_points(rng, 4, 73, 256, 256)
+    np.testing.assert_array_equal(render_heatmap_frames(pts, size=256, mode="official"),
+                                  reference_official(pts, (256, 256)))
+
+
+def test_official_without_skip_equals_reference():
+    rng = np.random.default_rng(3)
+    pts = random_points(rng, 3, 10, 48, 48)
+    out = render_heatmap_frames(pts, size=48, mode="official", skip_first_landmark=False)
+    np.testing.assert_array_equal(out, reference_official(pts, (48, 48), skip_first_landmark=False))
+
+
+def test_official_skips_landmark_zero_by_default():
+    pts = np.array([[[5.0, 5.0], [30.0, 30.0]]], np.float32)
+    out = render_heatmap_frames(pts, size=40, mode="official")
+    assert tuple(out[0, 5, 5]) == (0, 0, 128)  # landmark 0 not drawn
+    assert tuple(out[0, 30, 30]) == (128, 0, 0)
+    out_all = render_heatmap_frames(pts, size=40, mode="official", skip_first_landmark=False)
+    assert tuple(out_all[0, 5, 5]) == (128, 0, 0)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 3.0])
+def test_paper_equals_reference(sigma):
+    rng = np.random.default_rng(11)
+    size = (50, 62)
+    pts = random_points(rng, 5, 73, *size)
+    frames = rng.integers(0, 256, (5, *size, 3), dtype=np.uint8)
+    out = render_heatmap_frames(pts, size=size, mode="paper", sigma=sigma, frames=frames)
+    np.testing.assert_array_equal(out, reference_paper(pts, frames, size, sigma=sigma))
+
+
+def test_outside_landmarks_are_clamped_not_nan():
+    pts = np.array([[[-100.0, -100.0], [-100.0, -100.0], [500.0, 3.0]]], np.float32)
+    out = render_heatmap_frames(pts, size=32, mode="official")
+    assert tuple(out[0, 0, 0]) == (128, 0, 0)  # clamped to (0, 0)
+    assert tuple(out[0, 3, 31]) == (128, 0, 0)  # clamped to (31, 3)
+    assert tuple(out[0, 16, 16]) == (0, 0, 128)
+
+
+# --------------------------------------------------------------------------------------------
+# properties of paper and points modes
+
+
+def test_paper_zero_far_from_landmarks_and_below_rgb():
+    rng = np.random.default_rng(5)
+    size = (64, 80)
+    pts = random_points(rng, 4, 20, *size)
+    frames = rng.integers(0, 256, (4, *size, 3), dtype=np.uint8)
+    out = render_heatmap_frames(pts, size=size, mode="paper", frames=frames, sigma=3)
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    assert (out <= frames).all()
+    xs = np.clip(np.rint(pts[..., 0]), 0, size[1] - 1)
+    ys = np.clip(np.rint(pts[..., 1]), 0, size[0] - 1)
+    yy, xx = np.mgrid[:size[0], :size[1]]
+    for t in range(4):
+        cheb = np.min(np.maximum(np.abs(xx[None] - xs[t][:, None, None]), np.abs(yy[None] - ys[t][:, None, None])),
+                      axis=0)
+        assert (out[t][cheb > 8] == 0).all()  # beyond window radius 5 + blur radius 3
+        assert out[t][cheb == 0].any()
+
+
+def test_paper_requires_frames():
+    pts = np.zeros((2, 3, 2), np.float32)
+    with pytest.raises(ValueError, match="frames"):
+        render_heatmap_frames(pts, size=16, mode="paper")
+    with pytest.raises(ValueError, match="frames"):
+        render_heatmap_frames(pts, size=16, mode="paper", frames=np.zeros((2, 16, 15, 3), np.uint8))
+
+
+def test_points_mode_marks_exactly_the_landmarks():
+    rng = np.random.default_rng(2)
+    t, k, size = 5, 30, (40, 50)
+    flat = np.stack([rng.choice(size[0] * size[1], k, replace=False) for _ in range(t)])
+    pts = np.stack([flat % size[1], flat // size[1]], axis=-1).astype(np.float32)
+    pts += rng.uniform(-0.45, 0.45, pts.shape).astype(np.float32)  # still rounds to the same pixel
+    out = render_heatmap_frames(pts, size=size, mode="points", sigma=7)
+    assert out.shape == (t, *size, 3)
+    assert ((out == 0) | (out == 255)).all()
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 0] == out[..., 2]).all()
+    for i in range(t):
+        assert np.count_nonzero(out[i, ..., 0]) == k
+        assert (out[i, flat[i] // size[1], flat[i] % size[1], 0] == 255).all()
+    dup = pts.copy()
+    dup[:, 1] = dup[:, 0]
+    assert np.count_nonzero(render_heatmap_frames(dup, size=size, mode="points")[0, ..., 0]) == k - 1
+
+
+def test_sigma_widens_the_spread():
+    pts = np.array([[[32.0, 32.0]]], np.float32)
+    frames = np.full((1, 64, 64, 3), 255, np.uint8)
+    masses, half_areas = [], []
+    for sigma in (1, 3, 5, 7):
+        out = render_heatmap_frames(pts, size=64, mode="paper", sigma=sigma, frames=frames)[0, ..., 0]
+        masses.append(int(out.astype(np.int64).sum()))
+        half_areas.append(int((out >= 128).sum()))
+    assert masses == sorted(masses) and len(set(masses)) == 4
+    assert half_areas[1] > half_areas[0]
+    off1 = render_heatmap_frames(pts, size=64, mode="official", sigma=1, skip_first_landmark=False)[0]
+    off3 = render_heatmap_frames(pts, size=64, mode="official", sigma=3, skip_first_landmark=False)[0]
+    bg = np.array([0, 0, 128], np.uint8)
+    assert (off3 != bg).any(-1).sum() > (off1 != bg).any(-1).sum()
+
+
+def test_invalid_arguments():
+    pts = np.zeros((1, 3, 2), np.float32)
+    with pytest.raises(ValueError, match="mode"):
+        render_heatmap_frames(pts, size=8, mode="nope")
+    with pytest.raises(ValueError, match="sigma"):
+        render_heatmap_frames(pts, size=8, mode="official", sigma=0)
+    with pytest.raises(ValueError, match="kernel_size"):
+        render_heatmap_frames(pts, size=8, mode="official", kernel_size=10)
+    with pytest.raises(ValueError, match="smoothing"):
+        render_heatmap_frames(pts, size=8, mode="official", smoothing="box")
+    with pytest.raises(ValueError, match="NaN"):
+        render_heatmap_frames(np.full((1, 3, 2), np.nan, np.float32), size=8, mode="official")
+    with pytest.raises(ValueError, match=r"\(T, K, 2\)"):
+        render_heatmap_frames(np.zeros((3, 2), np.float32), size=8, mode="official")
+    with pytest.raises(ValueError, match="no landmark"):
+        render_heatmap_frames(np.zeros((1, 1, 2), np.float32), size=8, mode="official")
+
+
+def test_paper_rounds_half_to_even():
+    # kernel 1, no smoothing: a doubled landmark gets weight 2 -> 1.0, a single one 1 -> exactly 0.5
+    pts = np.array([[[2.0, 2.0], [2.0, 2.0], [5.0, 2.0], [7.0, 2.0]]], np.float32)
+    frames = np.zeros((1, 8, 10, 3), np.uint8)
+    frames[0, 2, 5] = [201, 203, 1]
+    frames[0, 2, 7] = [255, 0, 3]
+    frames[0, 2, 2] = [9, 99, 255]
+    out = render_heatmap_frames(pts, size=(8, 10), mode="paper", frames=frames, kernel_size=1, smoothing="none")
+    assert out[0, 2, 5].tolist() == [100, 102, 0]  # 100.5 -> 100, 101.5 -> 102, 0.5 -> 0
+    assert out[0, 2, 7].tolist() == [128, 0, 2]  # 127.5 -> 128, 1.5 -> 2
+    assert out[0, 2, 2].tolist() == [9, 99, 255]
+    assert np.count_nonzero(out) == 7
+
+
+def test_smoothing_none_and_kernel_size():
+    pts = np.array([[[10.0, 10.0]]], np.float32)
+    frames = np.full((1, 24, 24, 3), 100, np.uint8)
+    raw = render_heatmap_frames(pts, size=24, mode="paper", frames=frames, smoothing="none", kernel_size=3)
+    nz = np.argwhere(raw[0, ..., 0] > 0)
+    assert nz.min(0).tolist() == [9, 9] and nz.max(0).tolist() == [11, 11]
+    assert raw[0, 10, 11, 0] == round(100 * math.exp(-0.5))
+
+
+# --------------------------------------------------------------------------------------------
+# cache
+
+
+def _tiny_dataset(tmp_path, crop=32, k=6, frame_format="npy") -> PreparedDataset:
+    rng = np.random.default_rng(0)
+    scheme = LandmarkScheme("synthetic_6", k, {})
+    writer = PreparedWriter(tmp_path / "prep", card="synthetic", crop_size=crop, landmark_scheme=scheme,
+                            backend={"name": "test"}, frame_format=frame_format)
+    for vid, t in [("vid_a", 5), ("vid_b", 9)]:
+        frames = rng.integers(0, 256, (t, crop, crop, 3), dtype=np.uint8)
+        lm = random_points(rng, t, k, crop, crop, margin=3)
+        writer.add_video(vid, frames, lm, np.ones(t, bool), subject="s1", expression="smile",
+                         label=1.0, split="train", fps=25.0)
+    writer.finalize()
+    return PreparedDataset(tmp_path / "prep")
+
+
+CACHE_CASES = [
+    dict(mode="paper", sigma=1.0, size=None),
+    dict(mode="official", sigma=3, size=None),
+    dict(mode="points", sigma=1.0, size=None),
+    dict(mode="paper", sigma=1.0, size=24),
+    dict(mode="official", sigma=1, size=(40, 48)),
+]
+
+
+@pytest.mark.parametrize("case", CACHE_CASES, ids=lambda c: f"{c['mode']}-{c['size']}")
+def test_cache_identical_to_on_the_fly(tmp_path, case):
+    ds = _tiny_dataset(tmp_path)
+    idx = np.array([8, 0, 3, 3, 1])
+    fly_full = cached_heatmap_frames(ds, "vid_b", **case)
+    fly = cached_heatmap_frames(ds, "vid_b", idx, **case)
+    np.testing.assert_array_equal(fly, fly_full[idx])
+    folder = write_heatmap_cache(ds, **case, chunk_frames=4)
+    h, w = (32, 32) if case["size"] is None else ((case["size"],) * 2 if isinstance(case["size"], int)
+                                                    else case["size"])
+    assert folder.name == heatmap_cache_key(case["mode"], case["sigma"], (h, w))
+    path = folder / "vid_b.npy"
+    assert path.is_file() and (folder / "vid_a.npy").is_file() and (folder / "params.json").is_file()
+    stored = np.load(path)
+    assert stored.shape == (9, h, w, 3) and stored.dtype == np.uint8
+    np.testing.assert_array_equal(stored, fly_full)
+    cached = cached_heatmap_frames(ds, "vid_b", idx, **case)
+    np.testing.assert_array_equal(cached, fly)
+    # the cached path really is read: change the file and see it
+    np.save(path, np.zeros_like(stored))
+    assert not cached_heatmap_frames(ds, "vid_b", idx, **case).any()
+
+
+def test_cache_paper_with_frame_resize_matches_direct_render(tmp_path):
+    ds = _tiny_dataset(tmp_path)
+    pts, _ = ds.landmarks("vid_a")
+    frames = ds.frames("vid_a")
+    small = np.stack([cv2.resize(f, (16, 24), interpolation=cv2.INTER_AREA) for f in frames])
+    direct = render_heatmap_frames(pts * np.float32([16 / 32, 24 / 32]), size=(24, 16), mode="paper",
+                                   frames=small)
+    np.testing.assert_array_equal(cached_heatmap_frames(ds, "vid_a", mode="paper", size=(24, 16)), direct)
+
+
+def test_cache_points_scales_landmarks(tmp_path):
+    ds = _tiny_dataset(tmp_path)
+    pts, _ = ds.landmarks("vid_a")
+    out = cached_heatmap_frames(ds, "vid_a", [2], mode="points", size=64)[0, ..., 0]
+    exp = np.clip(np.rint(pts[2] * 2), 0, 63).astype(int)
+    assert set(map(tuple, np.argwhere(out))) == {(y, x) for x, y in exp}
+
+
+def test_cache_jpg_frames_and_skip_existing(tmp_path):
+    ds = _tiny_dataset(tmp_path, frame_format="jpg")
+    folder = write_heatmap_cache(ds, mode="paper", video_ids=["vid_a"])
+    assert (folder / "vid_a.npy").is_file() and not (folder / "vid_b.npy").exists()
+    direct = render_heatmap_frames(ds.landmarks("vid_a")[0], size=32, mode="paper", frames=ds.frames("vid_a"))
+    np.testing.assert_array_equal(np.load(folder / "vid_a.npy"), direct)
+    np.testing.assert_array_equal(cached_heatmap_frames(ds, "vid_b", [4, 2], mode="paper"),
+                                  render_heatmap_frames(ds.landmarks("vid_b")[0][[4, 2]], size=32, mode="paper",
+                                                        frames=ds.frames("vid_b", [4, 2])))
+    np.save(folder / "vid_a.npy", np.zeros((5, 32, 32, 3), np.uint8))
+    write_heatmap_cache(ds, mode="paper")  # existing file kept
+    assert not np.load(folder / "vid_a.npy").any()
+    write_heatmap_cache(ds, mode="paper", overwrite=True)
+    assert np.load(folder / "vid_a.npy").any()
+    assert not list(folder.glob("*.tmp"))
+
+
+def test_cache_stale_shape_and_bad_index(tmp_path):
+    ds = _tiny_dataset(tmp_path)
+    folder = write_heatmap_cache(ds, mode="official")
+    np.save(folder / "vid_a.npy", np.zeros((4, 32, 32, 3), np.uint8))
+    with pytest.raises(ManifestError, match="rebuild"):
+        cached_heatmap_frames(ds, "vid_a", mode="official")
+    with pytest.raises(IndexError):
+        cached_heatmap_frames(ds, "vid_b", [9], mode="official")
+
+
+def test_cache_keys():
+    assert heatmap_cache_key("official", 1, 256) == "v1_official_sigma1_k11_gauss7_skip1_256x256"
+    assert heatmap_cache_key("paper", 1.0, (256, 256)) == "v1_paper_sigma1_k11_gauss7_skip0_256x256"
+    assert heatmap_cache_key("paper", 3.0, 256) != heatmap_cache_key("paper", 1.0, 256)
+    assert heatmap_cache_key("paper", 1.0, 224) != heatmap_cache_key("paper", 1.0, 256)
+    assert heatmap_cache_key("points", 1.0, 64) == heatmap_cache_key("points", 7.0, 64, kernel_size=3)
+    assert heatmap_cache_key("paper", 1.5, 64, smoothing="none").endswith("sigma1.5_k11_none_skip0_64x64")
+    with pytest.raises(ValueError):
+        heatmap_cache_key("bad", 1.0, 64)

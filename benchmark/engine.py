@@ -17,7 +17,6 @@ import platform
 import subprocess
 import time
 import traceback
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 

@@ -451,27 +451,17 @@ def prepare_video(
 
 
 # ------------------------------------------------------------------ resume state
-def _json_scalar(value):
-    """numpy scalars (older pandas returns them from ``to_dict``) as plain Python values."""
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def _row_matches(row: dict, item: VideoItem) -> bool:
     return (row.get("subject") == item.subject and row.get("expression") == item.expression
             and float(row.get("label", "nan")) == item.label and row.get("split") == item.split
             and row.get("source") == item.original)
 
 
-def _reconcile_resume_state(out: Path, settings: dict, items: list[VideoItem], frame_format: str) -> None:
-    """Make ``out`` resumable for this run, or refuse to mix settings.
+def _check_settings(out: Path, settings: dict) -> None:
+    """Refuse to mix videos prepared with other settings in one folder (``prepare_settings.json``).
 
-    * ``prepare_settings.json`` present with other settings -> DataError.
-    * a finished earlier run (``manifest.json``, no ``.partial.jsonl``): its
-      videos are turned back into resume records so they are skipped.
-    * resume records of videos no longer in the index, or whose index row
-      changed, are dropped (those videos are prepared again).
+    Raises:
+        DataError: naming the differing settings and the fix.
     """
     out.mkdir(parents=True, exist_ok=True)
     spath = out / SETTINGS_FILE
@@ -483,28 +473,6 @@ def _reconcile_resume_state(out: Path, settings: dict, items: list[VideoItem], f
                 f"{out} already holds videos prepared with other settings (differing: {', '.join(diff)}; "
                 f"see {spath}): prepare into a new output folder, or delete {out} to start over"
             )
-    partial = out / ".partial.jsonl"
-    records = []
-    if partial.is_file():
-        records = [json.loads(line) for line in partial.read_text().splitlines() if line.strip()]
-    elif (out / "manifest.json").is_file() and (out / "videos.csv").is_file():
-        manifest = json.loads((out / "manifest.json").read_text())
-        df = pd.read_csv(out / "videos.csv", dtype={"video_id": str, "subject": str, "expression": str,
-                                                    "split": str, "source": str}, keep_default_na=False)
-        for row in df.to_dict("records"):
-            entry = manifest.get("videos", {}).get(row["video_id"])
-            if entry is not None:
-                records.append({"row": row, "entry": entry})
-    by_id = {it.video_id: it for it in items}
-    kept = []
-    for rec in records:
-        vid = rec["row"]["video_id"]
-        frames = out / "frames" / (f"{vid}.npy" if frame_format == "npy" else vid)
-        if (vid in by_id and _row_matches(rec["row"], by_id[vid]) and frames.exists()
-                and (out / "landmarks" / f"{vid}.npz").is_file()):
-            kept.append(rec)
-    if records or partial.is_file():
-        atomic_write_text(partial, "".join(json.dumps(r, default=_json_scalar) + "\n" for r in kept))
     atomic_write_text(spath, json.dumps(settings, indent=2, sort_keys=True))
 
 
@@ -580,7 +548,7 @@ def prepare_dataset(
             "backend": provenance,
         }
         settings = json.loads(json.dumps(settings))  # the form it has once read back from disk
-        _reconcile_resume_state(out, settings, items, frame_format)
+        _check_settings(out, settings)
         extra = {
             "demo_labels": bool(card.demo_labels),
             "prepare": {
@@ -595,6 +563,10 @@ def prepare_dataset(
         }
         writer = PreparedWriter(out, card=card.name, crop_size=spec.size, landmark_scheme=bk.scheme,
                                 backend=provenance, frame_format=frame_format, extra=extra)
+        by_id = {it.video_id: it for it in items}
+        for vid, row in writer.existing_rows().items():  # videos no longer listed, or relabelled
+            if vid not in by_id or not _row_matches(row, by_id[vid]):
+                writer.drop_video(vid)
         skipped = 0
         bar = tqdm(items, desc=f"prepare {card.name}", unit="video", disable=not progress)
         for item in bar:

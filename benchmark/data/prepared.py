@@ -167,12 +167,51 @@ class PreparedWriter:
         self._entries: dict[str, dict] = {}
         self._failures: list[dict] = []
         self._partial = self.root / ".partial.jsonl"
-        if self._partial.exists():  # resume: keep the rows of finished videos
-            for line in self._partial.read_text().splitlines():
-                if line.strip():
-                    rec = json.loads(line)
-                    self._rows[rec["row"]["video_id"]] = rec["row"]
-                    self._entries[rec["row"]["video_id"]] = rec["entry"]
+        self._load_existing()
+
+    # ------------------------------------------------------------- resuming
+    def _load_existing(self) -> None:
+        """Adopt the videos of an interrupted run (``.partial.jsonl``) or of a finished
+        one (``manifest.json`` + ``videos.csv``) whose files are still present."""
+        records = []
+        if self._partial.exists():
+            records = [json.loads(line) for line in self._partial.read_text().splitlines() if line.strip()]
+        elif (self.root / "manifest.json").is_file() and (self.root / "videos.csv").is_file():
+            manifest = json.loads((self.root / "manifest.json").read_text())
+            if manifest.get("frame_format") != self.frame_format or manifest.get("crop_size") != self.crop_size:
+                raise ManifestError(
+                    f"{self.root} holds a dataset with frame_format {manifest.get('frame_format')!r} and crop size "
+                    f"{manifest.get('crop_size')}; write into a new folder or delete this one"
+                )
+            df = pd.read_csv(self.root / "videos.csv", dtype={"video_id": str, "subject": str, "expression": str,
+                                                              "split": str, "source": str}, keep_default_na=False)
+            for row in df.to_dict("records"):
+                entry = manifest.get("videos", {}).get(row["video_id"])
+                if entry is not None:
+                    row = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+                    records.append({"row": row, "entry": entry})
+        for rec in records:
+            vid = rec["row"]["video_id"]
+            frames = self.root / "frames" / (f"{vid}.npy" if self.frame_format == "npy" else vid)
+            if frames.exists() and (self.root / "landmarks" / f"{vid}.npz").is_file():
+                self._rows[vid] = rec["row"]
+                self._entries[vid] = rec["entry"]
+        if records:
+            self._rewrite_partial()
+
+    def _rewrite_partial(self) -> None:
+        atomic_write_text(self._partial, "".join(
+            json.dumps({"row": self._rows[v], "entry": self._entries[v]}) + "\n" for v in sorted(self._rows)))
+
+    def existing_rows(self) -> dict[str, dict]:
+        """``video_id -> videos.csv row`` of every video already written (this or an earlier run)."""
+        return {k: dict(v) for k, v in self._rows.items()}
+
+    def drop_video(self, video_id: str) -> None:
+        """Forget a written video (it is then prepared again; its files are overwritten)."""
+        if self._rows.pop(video_id, None) is not None:
+            self._entries.pop(video_id, None)
+            self._rewrite_partial()
 
     def has_video(self, video_id: str) -> bool:
         """True when ``video_id`` was completely written (also by an earlier, interrupted run)."""

@@ -184,8 +184,11 @@ def cmd_score(args) -> int:
     result = score_video(args.video, args.checkpoint, expression=args.expression, backend=args.backend,
                          backend_options={"model_dir": args.insightface_dir} if args.insightface_dir else {},
                          device=args.device)
+    for w in result["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
     print(f"{args.video}: predicted {result['label_name']} {result['prediction']:.3f} "
-          f"({result['expression']}, {result['faces_found']}/{result['num_frames']} frames with a face)")
+          f"({result['expression']}, {result['method']}, {result['faces_found']}/{result['num_frames']} "
+          "frames with a face)")
     return 0
 
 

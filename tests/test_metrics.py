@@ -2,7 +2,6 @@
 
 import math
 
-import numpy as np
 import pytest
 
 from benchmark.metrics import avg_corr, fisher_z_avg_corr, mae, regression_metrics, rmse, spearman_rho_x100

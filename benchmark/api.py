@@ -251,7 +251,10 @@ class Method:
         return TrainingConfig()
 
     def param_groups(self, model: nn.Module, loss: nn.Module, cfg: TrainingConfig) -> list[dict]:
-        """Optimiser parameter groups. Default: every trainable model parameter at ``cfg.lr``."""
+        """Optimiser parameter groups. Default: every trainable model parameter at ``cfg.lr``.
+
+        A group may carry ``"decay": False`` to keep its learning rate constant under
+        the step schedule (``lr_step`` / ``lr_gamma``)."""
         params = [p for p in model.parameters() if p.requires_grad]
         return [{"params": params}] if params else []
 

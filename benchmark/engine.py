@@ -96,6 +96,14 @@ def _make_optimizer(groups: list[dict], cfg) -> torch.optim.Optimizer | None:
     raise QafeBenchError(f"unknown optimizer {cfg.optimizer!r} (sgd or adam)")
 
 
+def _step_schedule(optimizer, groups: list[dict], cfg):
+    """StepLR (lr x ``lr_gamma`` every ``lr_step`` epochs) for every group except those
+    marked ``"decay": False`` (e.g. the BMC noise sigma, whose rate Balanced MSE never decays)."""
+    step, gamma = cfg.lr_step, cfg.lr_gamma
+    lambdas = [(lambda e: gamma ** (e // step)) if g.get("decay", True) else (lambda e: 1.0) for g in groups]
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+
+
 def evaluate(method, model: torch.nn.Module, loader, device: torch.device) -> np.ndarray:
     """Predictions ``(N,)`` for every item of a (non-shuffled) test loader, in order.
 
@@ -183,8 +191,7 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
     method.on_train_start(model, train_df["label"].to_numpy(dtype=np.float32))
     groups = method.param_groups(model, loss_fn, cfg)
     optimizer = _make_optimizer(groups, cfg)
-    scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
-                 if optimizer is not None and cfg.lr_step > 0 else None)
+    scheduler = _step_schedule(optimizer, groups, cfg) if optimizer is not None and cfg.lr_step > 0 else None
 
     history: list[dict] = []
     eval_rows: list[pd.DataFrame] = []

@@ -1,0 +1,373 @@
+"""QAFE-Net and Former-DFER models: shapes, original key layouts, options, the RGB scramble."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from benchmark.api import ClipGeometry, InputSpec
+from benchmark.errors import ConfigError
+from benchmark.losses import BMC_SIGMA_LR, BMCLoss, MSELoss
+from methods.backbones.former_dfer import FormerDFEREncoder, layer3_grid
+from methods.backbones.slowonly import SlowOnlyEncoder
+from methods.former_dfer import FormerDFERMethod
+from methods.qafe_net import CrossFusionDecoder, QAFENet, QAFENetMethod
+
+TINY = ClipGeometry(n_subclips=2, subclip_len=8, rgb_size=40, heatmap_size=14)
+PAPER = ClipGeometry()
+
+
+def _inputs(geom: ClipGeometry, batch: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    rgb = torch.randn(batch, 3, geom.clip_len, geom.rgb_size, geom.rgb_size, generator=g)
+    hm = torch.rand(batch, 3, geom.clip_len, geom.heatmap_size, geom.heatmap_size, generator=g)
+    return rgb, hm
+
+
+def _nparams(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+# ----------------------------------------------------------------- shapes
+@pytest.mark.parametrize("layout", ["frames", "channel_major"])
+def test_qafe_net_tiny_forward(layout):
+    torch.manual_seed(0)
+    model = QAFENetMethod({"rgb_layout": layout}, geometry=TINY).build_model()
+    rgb, hm = _inputs(TINY, 3)
+    out = model(rgb, hm)
+    assert out.shape == (3,) and torch.isfinite(out).all()
+    assert model.fused_tokens(rgb, hm).shape == (3, 2 * TINY.n_subclips, 512)
+    with pytest.raises(ValueError, match="heatmap"):
+        model(rgb, hm[:, :, :-1])
+
+
+def test_former_dfer_tiny_forward():
+    torch.manual_seed(0)
+    model = FormerDFERMethod(geometry=TINY).build_model()
+    rgb, _ = _inputs(TINY, 3)
+    out = model(rgb)
+    assert out.shape == (3,) and torch.isfinite(out).all()
+
+
+def test_paper_geometry_forward():
+    """One clip at the paper's geometry: 5 x 16 frames, RGB 224, heatmaps 56."""
+    torch.manual_seed(0)
+    rgb, hm = _inputs(PAPER, 1)
+    qafe = QAFENetMethod(geometry=PAPER).build_model().eval()
+    dfer = FormerDFERMethod(geometry=PAPER).build_model().eval()
+    with torch.no_grad():
+        tokens = qafe.fused_tokens(rgb, hm)
+        out = qafe.evaluator(tokens).squeeze(-1).mean(1)
+        out2 = dfer(rgb)
+    assert tokens.shape == (1, 10, 512)
+    assert out.shape == (1,) and torch.isfinite(out).all()
+    assert out2.shape == (1,) and torch.isfinite(out2).all()
+    assert qafe.rgb_encoder.s_former.pos_embedding.shape == (1, 196, 256)
+    assert qafe.rgb_encoder.t_former.pos_embedding.shape == (1, 17, 512)
+    assert qafe.decoder.conv.weight.shape == (10, 10, 1)
+
+
+def test_slowonly_feature_map_and_official_pooling():
+    """16x56x56 -> 512x16x7x7; the global mean equals the official AvgPool3d((16, 7, 7))."""
+    torch.manual_seed(0)
+    enc = SlowOnlyEncoder().eval()
+    x = torch.rand(1, 3, 16, 56, 56)
+    with torch.no_grad():
+        fmap = enc.features(x)
+        out = enc(x)
+    assert fmap.shape == (1, 512, 16, 7, 7)
+    torch.testing.assert_close(out, nn.AvgPool3d((16, 7, 7))(fmap).reshape(1, 512))
+
+
+def test_layer3_grid():
+    assert [layer3_grid(s) for s in (224, 112, 40)] == [14, 7, 3]
+
+
+# ----------------------------------------------------------------- original key layouts
+def test_former_dfer_keys_and_shapes():
+    sd = FormerDFEREncoder(224, 16).state_dict()
+    expect = {
+        "s_former.conv1.weight": (64, 3, 7, 7),
+        "s_former.layer2.0.downsample.0.weight": (128, 64, 1, 1),
+        "s_former.layer4.0.downsample.1.running_var": (512,),
+        "s_former.pos_embedding": (1, 196, 256),
+        "s_former.spatial_transformer.layers.0.0.fn.norm.weight": (256,),
+        "s_former.spatial_transformer.layers.0.0.fn.fn.to_qkv.weight": (768, 256),
+        "s_former.spatial_transformer.layers.0.0.fn.fn.to_out.0.weight": (256, 256),
+        "s_former.spatial_transformer.layers.0.1.fn.fn.net.0.weight": (512, 256),
+        "s_former.spatial_transformer.layers.0.1.fn.fn.net.3.weight": (256, 512),
+        "t_former.cls_token": (1, 1, 512),
+        "t_former.pos_embedding": (1, 17, 512),
+        "t_former.temporal_transformer.layers.2.0.fn.fn.to_qkv.weight": (1536, 512),
+        "t_former.temporal_transformer.layers.2.1.fn.fn.net.0.weight": (1024, 512),
+        "t_former.temporal_transformer.layers.2.1.fn.fn.net.3.bias": (512,),
+    }
+    for k, shape in expect.items():
+        assert tuple(sd[k].shape) == shape, k
+    assert not any("fc." in k and not k.startswith(("s_former.spatial", "t_former")) for k in sd)
+    assert "t_former.temporal_transformer.layers.3.0.fn.norm.weight" not in sd
+    assert "s_former.spatial_transformer.layers.1.0.fn.norm.weight" not in sd
+    # ResNet-18 without fc + spatial transformer (196 tokens) + T-Former, counted by hand
+    resnet18_no_fc = 11_689_512 - 513_000
+    spatial = 196 * 256 + (2 * 256 + 256 * 768 + 256 * 256 + 256 + 2 * 256 + 256 * 512 + 512 + 512 * 256 + 256)
+    temporal = 512 + 17 * 512 + 3 * (2 * 512 + 512 * 1536 + 512 * 512 + 512 + 2 * 512 + 512 * 1024 + 1024
+                                     + 1024 * 512 + 512)
+    assert _nparams(FormerDFEREncoder(224, 16)) == resnet18_no_fc + spatial + temporal == 18_065_984
+
+
+def test_slowonly_keys_and_shapes():
+    sd = SlowOnlyEncoder().state_dict()
+    expect = {
+        "conv1.conv.weight": (32, 3, 1, 7, 7),
+        "conv1.bn.num_batches_tracked": (),
+        "layer1.0.conv1.conv.weight": (32, 32, 1, 1, 1),
+        "layer1.0.conv2.conv.weight": (32, 32, 1, 3, 3),
+        "layer1.0.conv3.conv.weight": (128, 32, 1, 1, 1),
+        "layer1.0.downsample.conv.weight": (128, 32, 1, 1, 1),
+        "layer1.3.conv3.bn.running_mean": (128,),
+        "layer2.0.conv1.conv.weight": (64, 128, 3, 1, 1),
+        "layer2.0.downsample.conv.weight": (256, 128, 1, 1, 1),
+        "layer2.5.conv2.conv.weight": (64, 64, 1, 3, 3),
+        "layer3.1.conv1.conv.weight": (128, 512, 3, 1, 1),
+        "layer3.2.conv1.conv.weight": (128, 512, 3, 1, 1),
+        "layer3.0.downsample.bn.weight": (512,),
+    }
+    for k, shape in expect.items():
+        assert tuple(sd[k].shape) == shape, k
+    assert "layer1.4.conv1.conv.weight" not in sd and "layer4.0.conv1.conv.weight" not in sd
+    assert not any(k.startswith(f"layer{i}.1.downsample") for k in sd for i in (1, 2, 3))
+    enc = SlowOnlyEncoder()
+    # stride on conv2 of block 0 and on the downsample, not on conv1
+    assert enc.layer2[0].conv1.conv.stride == (1, 1, 1) and enc.layer2[0].conv2.conv.stride == (1, 2, 2)
+    assert enc.layer2[0].downsample.conv.stride == (1, 2, 2)
+    assert enc.layer1[0].conv3.activate is None and enc.layer1[0].conv2.activate is not None
+
+
+def _decoder_expected_keys(n_blocks: int) -> list[str]:
+    """Key list of decoder_fuser (originals-detail 1.4)."""
+    keys = ["pos_embed"]
+    for i in range(n_blocks):
+        p = f"model.{i}."
+        keys += [p + "norm_q.weight", p + "norm_q.bias", p + "norm_v.weight", p + "norm_v.bias",
+                 p + "attn.q_map.weight", p + "attn.k_map.weight", p + "attn.v_map.weight",
+                 p + "attn.proj.weight", p + "attn.proj.bias", p + "norm2.weight", p + "norm2.bias",
+                 p + "mlp.fc1.weight", p + "mlp.fc1.bias", p + "mlp.fc2.weight", p + "mlp.fc2.bias"]
+    return keys + ["norm.weight", "norm.bias", "conv.weight", "conv.bias"]
+
+
+def test_decoder_shares_weights_between_directions():
+    dec = CrossFusionDecoder(5, 3)
+    assert sorted(dec.state_dict()) == sorted(_decoder_expected_keys(3))
+    # by hand from the key list: per block 3 LayerNorms (2*512 each), q/k/v maps 512x512 without
+    # bias, proj 512x512+512, fc1 512x2048+2048, fc2 2048x512+512; plus pos_embed 5x512, norm, conv 10x10+10
+    per_block = 3 * 2 * 512 + 3 * 512 * 512 + (512 * 512 + 512) + (512 * 2048 + 2048) + (2048 * 512 + 512)
+    expected = 3 * per_block + 5 * 512 + 2 * 512 + (10 * 10 + 10)
+    assert expected == 9_459_310
+    assert _nparams(dec) == expected
+    # both directions go through the same module objects: a gradient that only reaches the
+    # second direction's output still lands on the single attention's weights
+    x1, x2 = torch.randn(2, 5, 512), torch.randn(2, 5, 512)
+    block = dec.model[0]
+    out = block(torch.cat([x1, x2], 1))
+    out[:, 5:].sum().backward()
+    assert block.attn.q_map.weight.grad is not None and block.mlp.fc1.weight.grad.abs().sum() > 0
+    n_modules = sum(1 for m in block.modules() if isinstance(m, nn.LayerNorm))
+    assert n_modules == 3
+
+
+def test_evaluator_keys():
+    model = QAFENet(TINY)
+    keys = sorted(model.evaluator.state_dict())
+    assert keys == sorted(f"evaluator.layer{i}.{p}" for i in (1, 2, 3) for p in ("weight", "bias"))
+    assert model.evaluator.evaluator.layer3.weight.shape == (1, 128)
+
+
+# ----------------------------------------------------------------- RGB layout
+# originals-detail 1.2: pseudo-frame g of the channel-major view = planes 3g..3g+2, plane = c*16 + t
+SCRAMBLE_TABLE = [
+    ["Rt0", "Rt1", "Rt2"], ["Rt3", "Rt4", "Rt5"], ["Rt6", "Rt7", "Rt8"], ["Rt9", "Rt10", "Rt11"],
+    ["Rt12", "Rt13", "Rt14"], ["Rt15", "Gt0", "Gt1"], ["Gt2", "Gt3", "Gt4"], ["Gt5", "Gt6", "Gt7"],
+    ["Gt8", "Gt9", "Gt10"], ["Gt11", "Gt12", "Gt13"], ["Gt14", "Gt15", "Bt0"], ["Bt1", "Bt2", "Bt3"],
+    ["Bt4", "Bt5", "Bt6"], ["Bt7", "Bt8", "Bt9"], ["Bt10", "Bt11", "Bt12"], ["Bt13", "Bt14", "Bt15"],
+]
+
+
+def _plane_code(name: str) -> int:
+    return "RGB".index(name[0]) * 100 + int(name[2:])
+
+
+def _coded_clip(batch: int = 2, size: int = 40) -> torch.Tensor:
+    """(B, 3, 16, H, W) where plane (c, t) of sample b holds the constant 1000*b + 100*c + t."""
+    x = torch.empty(batch, 3, 16, size, size)
+    for b in range(batch):
+        for c in range(3):
+            for t in range(16):
+                x[b, c, t] = 1000 * b + 100 * c + t
+    return x
+
+
+def test_channel_major_scramble_matches_table():
+    x = _coded_clip()
+    cm = FormerDFEREncoder(40, 16, layout="channel_major").to_frames(x)
+    fr = FormerDFEREncoder(40, 16, layout="frames").to_frames(x)
+    assert cm.shape == fr.shape == (32, 3, 40, 40)
+    for b in range(2):
+        for g, planes in enumerate(SCRAMBLE_TABLE):
+            got = cm[b * 16 + g, :, 0, 0].tolist()
+            assert got == [1000 * b + _plane_code(p) for p in planes], (b, g)
+            assert fr[b * 16 + g, :, 0, 0].tolist() == [1000 * b + 100 * c + g for c in range(3)]
+
+
+def test_channel_major_forward_is_frames_forward_of_permuted_planes():
+    torch.manual_seed(0)
+    frames = FormerDFEREncoder(40, 16, layout="frames").eval()
+    cm = FormerDFEREncoder(40, 16, layout="channel_major").eval()
+    cm.load_state_dict(frames.state_dict())
+    x = torch.randn(2, 3, 16, 40, 40)
+    # build the permuted clip from the table: frame g, channel j := plane SCRAMBLE_TABLE[g][j]
+    perm = torch.empty_like(x)
+    for g, planes in enumerate(SCRAMBLE_TABLE):
+        for j, p in enumerate(planes):
+            perm[:, j, g] = x[:, "RGB".index(p[0]), int(p[2:])]
+    with torch.no_grad():
+        out_cm = cm(x)
+        out_fr = frames(x)
+        torch.testing.assert_close(out_cm, frames(perm))
+    assert not torch.allclose(out_cm, out_fr, atol=1e-4)
+
+
+# ----------------------------------------------------------------- positional embedding stream
+@pytest.mark.parametrize("stream", ["rgb", "heatmap"])
+def test_pos_embed_stream(stream):
+    torch.manual_seed(0)
+    model = QAFENet(TINY, pos_embed_stream=stream).eval()
+    n = TINY.n_subclips
+    with torch.no_grad():
+        model.decoder.pos_embed.copy_(torch.arange(n, dtype=torch.float32).view(1, n, 1) + 5.0)
+    seen = {}
+    model.rgb_encoder.register_forward_hook(lambda m, i, o: seen.__setitem__("rgb", o))
+    model.heatmap_encoder.register_forward_hook(lambda m, i, o: seen.__setitem__("hm", o))
+    model.decoder.model[0].register_forward_pre_hook(lambda m, a: seen.__setitem__("tokens", a[0]))
+    rgb, hm = _inputs(TINY, 2)
+    with torch.no_grad():
+        model(rgb, hm)
+    # encoder outputs are packed clip-major: row k*B + b
+    v = seen["rgb"].reshape(n, 2, 512).transpose(0, 1)
+    h = seen["hm"].reshape(n, 2, 512).transpose(0, 1)
+    tokens = seen["tokens"]
+    pos = model.decoder.pos_embed
+    # token order is always [heatmap x n, rgb x n] (released code)
+    if stream == "rgb":
+        torch.testing.assert_close(tokens[:, :n], h)
+        torch.testing.assert_close(tokens[:, n:], v + pos)
+    else:
+        torch.testing.assert_close(tokens[:, :n], h + pos)
+        torch.testing.assert_close(tokens[:, n:], v)
+
+
+def test_subclip_packing_matches_official_cat():
+    """rearrange packing == torch.cat([x[:, :, i:i+L] for i ...]) of main_PFED5.py."""
+    torch.manual_seed(0)
+    model = QAFENet(TINY)
+    rgb, _ = _inputs(TINY, 3)
+    official = torch.cat([rgb[:, :, i:i + TINY.subclip_len] for i in range(0, TINY.clip_len, TINY.subclip_len)])
+    torch.testing.assert_close(model._pack(rgb, TINY.rgb_size, "rgb"), official, rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------- loss / optimiser
+def _one_step(method, seed=0):
+    torch.manual_seed(seed)
+    model = method.build_model()
+    loss_fn = method.build_loss()
+    cfg = method.training_defaults()
+    groups = method.param_groups(model, loss_fn, cfg)
+    opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    rgb, hm = _inputs(TINY, 4)
+    target = torch.tensor([0.0, 1.0, 3.0, 4.0])
+    sigma = loss_fn.noise_sigma.item()
+    loss = loss_fn(model(rgb, hm), target)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss_fn, groups, sigma, loss_fn.noise_sigma.item()
+
+
+def test_bmc_sigma_learned_has_own_group_and_moves():
+    method = QAFENetMethod(geometry=TINY)
+    loss_fn, groups, before, after = _one_step(method)
+    assert isinstance(loss_fn, BMCLoss)
+    sigma_groups = [g for g in groups if any(p is loss_fn.noise_sigma for p in g["params"])]
+    assert len(sigma_groups) == 1 and sigma_groups[0]["lr"] == BMC_SIGMA_LR == 1e-2
+    assert sigma_groups[0]["name"] == "noise_sigma" and sigma_groups[0]["params"] == [loss_fn.noise_sigma]
+    assert groups[0]["lr"] == 1e-3
+    assert after != before
+
+
+def test_bmc_sigma_fixed_is_not_optimised():
+    method = QAFENetMethod({"bmc_sigma": "fixed"}, geometry=TINY)
+    loss_fn, groups, before, after = _one_step(method)
+    assert not any(p is loss_fn.noise_sigma for g in groups for p in g["params"])
+    assert after == before == 1.0
+    assert isinstance(QAFENetMethod({"loss": "mse"}).build_loss(), MSELoss)
+
+
+def test_model_group_holds_every_parameter():
+    method = QAFENetMethod(geometry=TINY)
+    model = method.build_model()
+    groups = method.param_groups(model, method.build_loss(), method.training_defaults())
+    assert sum(p.numel() for p in groups[0]["params"]) == _nparams(model)
+
+
+# ----------------------------------------------------------------- options / contract
+def test_options_and_contract():
+    spec = QAFENetMethod.options_spec
+    code = {k: o.code_value for k, o in spec.items() if o.code_value is not None}
+    assert code == {"rgb_layout": "channel_major", "pos_embed_stream": "heatmap", "bmc_sigma": "fixed",
+                    "heatmap_mode": "official", "stream_sync": "none", "pos_embed_resize": "strict"}
+    defaults = QAFENetMethod().options
+    assert defaults["rgb_layout"] == "frames" and defaults["pos_embed_stream"] == "rgb"
+    assert defaults["fusion_blocks"] == 3 and defaults["heatmap_sigma"] == 1.0
+    released = QAFENetMethod({k: v for k, v in code.items()})
+    assert released.deviations_from_paper() == code
+    assert QAFENetMethod().input_spec() == InputSpec(rgb=True, heatmap=True, rgb_normalisation="imagenet",
+                                                     heatmap_mode="paper", heatmap_sigma=1.0, stream_sync="flip")
+    assert FormerDFERMethod().input_spec().names == ("rgb",)
+    cfg = QAFENetMethod().training_defaults()
+    assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.lr_step, cfg.lr_gamma, cfg.epochs,
+            cfg.batch_size, cfg.reps_per_epoch) == ("sgd", 1e-3, 0.9, 1e-4, 40, 0.1, 100, 4, 5)
+    assert FormerDFERMethod().training_defaults() == cfg
+    assert QAFENetMethod.pretrained_files == {"rgb": "FormerDFER-DFEWset1-model_best.pth",
+                                              "heatmap": "pose_only.pth"}
+    assert FormerDFERMethod.pretrained_files == {"rgb": "FormerDFER-DFEWset1-model_best.pth"}
+    with pytest.raises(ConfigError, match="rgb_layout"):
+        QAFENetMethod({"rgb_layot": "frames"})
+    with pytest.raises(ConfigError):
+        QAFENetMethod({"fusion_blocks": 0})
+    assert len(QAFENetMethod({"fusion_blocks": 2}, geometry=TINY).build_model().decoder.model) == 2
+    with pytest.raises(ConfigError, match="no pretrained role"):
+        QAFENetMethod(geometry=TINY).load_pretrained(nn.Linear(1, 1), {"flow": "x.pth"})
+
+
+def test_registered_entry_points():
+    from benchmark.registry import get_method
+
+    assert get_method("QAFE-Net") is QAFENetMethod
+    assert get_method("former_dfer") is FormerDFERMethod
+
+
+def test_parameter_counts():
+    qafe = QAFENet(PAPER)
+    n_rgb = _nparams(qafe.rgb_encoder)
+    n_hm = _nparams(qafe.heatmap_encoder)
+    assert n_rgb == 18_065_984
+    assert _nparams(qafe.decoder) == 9_459_310
+    assert _nparams(qafe.evaluator) == 512 * 256 + 256 + 256 * 128 + 128 + 128 + 1
+    assert _nparams(qafe) == n_rgb + n_hm + 9_459_310 + 164_353
+    # tiny geometry only changes the two positional tables and the token-mixing conv
+    tiny = QAFENet(TINY)
+    diff = _nparams(qafe) - _nparams(tiny)
+    assert diff == (196 - 9) * 256 + (17 - 9) * 512 + (5 - 2) * 512 + (10 * 10 + 10) - (4 * 4 + 4)
+    assert math.isfinite(n_hm)

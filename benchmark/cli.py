@@ -153,7 +153,7 @@ def _report(args, *, train: bool) -> int:
     for table_id in _tables_for(args.table, card.protocol):
         spec = load_spec(table_id)
         cells, not_run = expand(spec, dataset, scale=args.scale, seeds=args.seeds, runs_dir=args.runs_dir,
-                                weights=_weights(args))
+                                weights=_weights(args), training=_kv(args.train, "--train"))
         if train:
             todo = {r.folder: r for c in cells for r in c.runs}
             for i, run in enumerate(todo.values(), 1):
@@ -249,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("table", nargs="?", default="table2", help="table id (table2) or 'all'")
         sp.add_argument("--seeds", type=int, nargs="+", default=[0])
         sp.add_argument("--out", help="report folder (default reports/output/<dataset>-<scale>)")
+        sp.add_argument("--train", action="append", metavar="SETTING=VALUE",
+                        help="training setting override for every run of the table (e.g. epochs=2)")
         common_run(sp)
         sp.set_defaults(func=func)
 

@@ -112,32 +112,47 @@ def published_value(spec: TableSpec, row: TableRow, column: str) -> float:
 
 @dataclass
 class CellRuns:
-    """The runs behind one table cell (one per seed), resolved but maybe not executed."""
+    """The runs behind one table cell (one per seed), resolved but maybe not executed.
+
+    ``runs`` is empty when the dataset has no train or no test video for the
+    column's expression (``no_data`` says why); such a cell is shown as "no data".
+    """
 
     row: TableRow
     column: str
     runs: list[ResolvedRun]
+    no_data: str = ""
 
 
 def expand(spec: TableSpec, dataset: str | Path, *, scale: str, seeds: list[int], runs_dir: str | Path,
-           weights: dict[str, dict[str, Path]] | None = None) -> tuple[list[CellRuns], list[TableRow]]:
+           weights: dict[str, dict[str, Path]] | None = None,
+           training: dict | None = None) -> tuple[list[CellRuns], list[TableRow]]:
     """Resolve every run a table needs.
 
     Args:
         weights: method name -> role -> checkpoint path (from ``--weights``).
+        training: training-setting overrides applied to every run (after the row's own).
 
     Returns:
         ``(cells, not_run)``: the cells of registered methods, and rows whose method
         is not implemented yet (shown with their published numbers and "not run").
     """
+    from .data.prepared import PreparedDataset
+
+    videos = PreparedDataset(dataset).videos
     cells, not_run = [], []
     for row in spec.rows:
         if not is_registered(row.method):
             not_run.append(row)
             continue
         for column in spec.columns:
+            counts = videos[videos["expression"] == column]["split"].value_counts()
+            if counts.get("train", 0) == 0 or counts.get("test", 0) == 0:
+                cells.append(CellRuns(row, column, [], no_data=f"{counts.get('train', 0)} train / "
+                                                              f"{counts.get('test', 0)} test videos"))
+                continue
             runs = [resolve(RunSpec(method=row.method, dataset=dataset, expression=column, seed=s, scale=scale,
-                                    options=row.options, training=row.training,
+                                    options=row.options, training={**row.training, **(training or {})},
                                     weights=(weights or {}).get(row.method, {})), runs_dir)
                     for s in seeds]
             cells.append(CellRuns(row, column, runs))
@@ -185,6 +200,9 @@ def build_table(spec: TableSpec, cells: list[CellRuns], not_run: list[TableRow],
                 failed += 1
             else:
                 values.append(_cell_value(run.folder, selection, spec.metric))
+        if not cell.runs:
+            records.append(_record(spec, cell.row, cell.column, float("nan"), float("nan"), 0, 0, 0, "no data", []))
+            continue
         finite = [v for v in values if not math.isnan(v)]
         mean = float(np.mean(finite)) if finite else float("nan")
         std = float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
@@ -194,7 +212,9 @@ def build_table(spec: TableSpec, cells: list[CellRuns], not_run: list[TableRow],
     for row in not_run:
         for column in spec.columns:
             records.append(_record(spec, row, column, float("nan"), float("nan"), 0, 0, 0, "not implemented", []))
+    order = {r.label: i for i, r in enumerate(spec.rows)}  # the paper's row order, implemented or not
     df = pd.DataFrame.from_records(records)
+    df = df.iloc[np.argsort(df["row"].map(order).to_numpy(), kind="stable")].reset_index(drop=True)
     summary = []
     for label, grp in df.groupby("row", sort=False):
         row = next(r for r in spec.rows if r.label == label)
@@ -204,7 +224,8 @@ def build_table(spec: TableSpec, cells: list[CellRuns], not_run: list[TableRow],
         a = avg_corr(vals) if complete else float("nan")
         fz = fisher_z_avg_corr(vals) if complete else float("nan")
         statuses = set(grp["status"])
-        status = "ok" if complete else ("not implemented" if statuses == {"not implemented"} else "incomplete")
+        status = "ok" if complete else (statuses.pop() if statuses in ({"not implemented"}, {"no data"})
+                                        else "incomplete")
         summary.append(_record(spec, row, "avg_corr", a, float("nan"), int(grp["n_ok"].min()),
                                int(grp["n_failed"].sum()), int(grp["n_missing"].sum()), status, []))
         summary.append(_record(spec, row, "avg_corr_fisher_z", fz, float("nan"), int(grp["n_ok"].min()),

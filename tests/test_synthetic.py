@@ -251,7 +251,8 @@ def test_same_video_other_severity_differs_only_in_motion(expression):
         peaks.append(m.max())
         half_times.append(int(np.argmax(m >= 0.5 * m.max())))
     assert all(a > b for a, b in zip(peaks, peaks[1:])), peaks  # amplitude falls with severity
-    assert peaks[-1] > 0.1 * peaks[0]  # severity 4 still moves
+    # severity 4 still moves: at least half the spec's amplitude ratio (the slowdown costs the rest)
+    assert peaks[-1] > 0.5 * spec.severity_amplitude[-1] / spec.severity_amplitude[0] * peaks[0], peaks
     if expression != "sit_at_rest":  # onset slows with severity
         assert all(a <= b for a, b in zip(half_times, half_times[1:])), half_times
         assert half_times[-1] > half_times[0], half_times

@@ -49,7 +49,13 @@ does (reduced and slowed facial expression, fewer blinks):
 - at rest: blink rate times ``blink_rate_factor[s]`` (1.0 .. 0.3), blink depth
   ``blink_depth[s]`` (1.0 .. 0.65), micro-movement amplitude as above.
 
-s = 4 still moves (20 % amplitude, slower): every video is a valid video.
+s = 4 still moves (20 % amplitude, slower; 10 % in the ``tiny`` preset): every
+video is a valid video.
+
+The ``tiny`` preset exaggerates every expression (``expression_gain`` 2), calms
+the head drift and spreads the amplitudes (1.0, 0.7, 0.45, 0.25, 0.1): at 48 px
+the base settings move a smiling mouth corner by about 2 px, no more than the
+nuisance head drift, and no model trained from scratch on 2 CPU cores found the cue.
 
 Deliberately independent of severity
 ------------------------------------
@@ -179,6 +185,8 @@ class SyntheticSpec:
         blink_rate: spontaneous blinks per frame at rest for severity 0.
         blink_rate_factor: blink rate factor per severity.
         blink_depth: blink closure fraction per severity.
+        expression_gain: multiplies every expression's movement (not the micro-movements);
+            above 1 exaggerates the expressions so that small crops still show them.
         micro_amplitude: spontaneous micro-movement amplitude at rest (in units of
             the typical expression amplitude); other expressions get a third of it.
         head_motion: nuisance head drift amplitude: translation (fraction of S),
@@ -202,6 +210,7 @@ class SyntheticSpec:
     frame_format: str = "npy"
     severity_weights: tuple = (1.0, 1.0, 1.0, 1.0, 1.0)
     severity_amplitude: tuple = (1.0, 0.8, 0.6, 0.4, 0.2)
+    expression_gain: float = 1.0
     severity_slowdown: tuple = (1.0, 1.3, 1.6, 1.9, 2.2)
     blink_rate: float = 0.05
     blink_rate_factor: tuple = (1.0, 0.75, 0.55, 0.4, 0.3)
@@ -273,7 +282,12 @@ class SyntheticSpec:
 
 
 def _preset_tiny() -> SyntheticSpec:
-    return SyntheticSpec()
+    # At 48 px a healthy smile moves the mouth corners by about 2 px and the nuisance
+    # head drift by as much: exaggerate the expressions, calm the head and spread the
+    # severity amplitudes, so that models trained from scratch on 2 CPU cores can find
+    # the motion cue (measured: QAFE-Net test rho ~ 0 at the base settings, ~ 55 here).
+    return SyntheticSpec(expression_gain=2.0, head_motion=(0.01, 1.0, 0.01),
+                         severity_amplitude=(1.0, 0.7, 0.45, 0.25, 0.1))
 
 
 def _preset_paper() -> SyntheticSpec:
@@ -295,7 +309,7 @@ def _preset_paper() -> SyntheticSpec:
 
 PRESETS = {"tiny": _preset_tiny, "paper": _preset_paper}
 """Named presets: ``tiny`` (CI: 10 subjects 7/3, 2 videos per expression, 48 px,
-16-48 frames) and ``paper`` (PFED5-like: 41 subjects 30/11, Table 1 lengths and
+16-48 frames, exaggerated expressions, calm head) and ``paper`` (PFED5-like: 41 subjects 30/11, Table 1 lengths and
 severity histogram, 256 px, JPEG frames)."""
 
 
@@ -597,7 +611,7 @@ def _motion(spec: SyntheticSpec, idn: dict, expression: str, severity: int, rng:
         fall = 1 - _smooth01((t - (start + seg - off)) / max(off, 1e-6))
         peak = rep_gain[r] * (1 - 0.05 * severity) ** r
         act = np.maximum(act, np.minimum(rise, fall) * peak)
-    act = act * wob * gain
+    act = act * wob * gain * spec.expression_gain
     act[0] = 0.0
     eff = _EFFECTS[expression] * _style_weights(idn)
     state += act[:, None] * eff[None]

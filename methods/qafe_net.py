@@ -316,7 +316,7 @@ class QAFENetMethod(Method):
 
     name = "qafe_net"
     display_name = "QAFE-Net"
-    reference = ("Duan, Hu, Dehghani, Jamali, Xie, Stoyanov: QAFE-Net: Quality Assessment of Facial Expressions "
+    reference = ("Duan, Dadashzadeh, Whone, Mirmehdi: QAFE-Net: Quality Assessment of Facial Expressions "
                  "with Landmark Heatmaps, arXiv 2312.00856 (2023); github.com/shuchaoduan/QAFE-Net")
     options_spec = {
         "rgb_layout": _RGB_OPTIONS["rgb_layout"],
@@ -334,7 +334,8 @@ class QAFENetMethod(Method):
             "paper",
             "Heatmap volume rendering: 'paper' (section 4: accumulated, smoothed, (0,1)-normalised Gaussian "
             "weights multiply the RGB frame), 'official' (dataset/generate_landmark_heatmap.py: summed Gaussians, "
-            "7x7 blur, JET pseudo-colour, RGB untouched; originals 13 row 1), 'points' (Gaussians only).",
+            "7x7 blur, JET pseudo-colour, RGB untouched; originals 13 row 1), 'points' (landmark positions only, "
+            "no Gaussian: Table 4 row 1 / Table 10 'N/A').",
             choices=("paper", "official", "points"), code_value="official"),
         "heatmap_sigma": Option(
             1.0, "Gaussian sigma in pixels of the landmark heatmaps (paper Table 10 best = 1; code default 1)."),

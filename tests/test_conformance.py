@@ -1,0 +1,134 @@
+"""Conformance: one parametrised suite over every registered method (in-tree or plugin).
+
+A new method gets all of it for free: forward shapes at the tiny and the paper
+geometry, a finite loss, one optimiser step that changes the weights, a
+``model.pt`` round trip, and learning on synthetic data against a
+label-shuffled control trained the same way.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark import registry
+from benchmark.api import Method
+from benchmark.engine import _make_optimizer
+from benchmark.learning import (LEARNING_MARGIN, LEARNING_OPTIONS, NOT_LEARNING_AT_CI_BUDGET, generate_learning_dataset,
+                                learning_check)
+from benchmark.scales import get_scale
+
+METHODS = sorted(registry.available())
+
+
+def _batch(method: Method, batch: int, geometry) -> dict:
+    spec = method.input_spec()
+    g = torch.Generator().manual_seed(0)
+    out = {"label": torch.tensor([float(i % 5) for i in range(batch)])}
+    if spec.rgb:
+        out["rgb"] = torch.randn(batch, 3, geometry.clip_len, geometry.rgb_size, geometry.rgb_size, generator=g)
+    if spec.heatmap:
+        out["heatmap"] = torch.rand(batch, 3, geometry.clip_len, geometry.heatmap_size, geometry.heatmap_size,
+                                    generator=g)
+    return out
+
+
+def _trainable(model) -> bool:
+    return any(p.requires_grad for p in model.parameters())
+
+
+@pytest.fixture(params=METHODS)
+def method_cls(request) -> type[Method]:
+    return registry.get_method(request.param)
+
+
+def test_registered_and_documented(method_cls):
+    assert method_cls.name in METHODS and method_cls.display_name and method_cls.reference
+    for name, opt in method_cls.options_spec.items():
+        assert opt.help, f"option {name} has no help text"
+        if opt.choices is not None:
+            assert opt.default in opt.choices
+            assert opt.code_value is None or opt.code_value in opt.choices
+
+
+@pytest.mark.parametrize("scale,batch", [("tiny", 3), ("paper", 1)])
+def test_forward_shapes(method_cls, scale, batch):
+    """One prediction per clip, finite, at the tiny and at the paper geometry."""
+    g = get_scale(scale).geometry
+    m = method_cls({}, g)
+    model = m.build_model().eval()
+    with torch.no_grad():
+        out = m.predict(model, _batch(m, batch, g))
+    assert out.shape == (batch,) and torch.isfinite(out).all()
+
+
+def test_loss_is_finite_and_one_step_changes_the_weights(method_cls):
+    g = get_scale("tiny").geometry
+    m = method_cls({}, g)
+    torch.manual_seed(0)
+    model, loss_fn = m.build_model().train(), m.build_loss()
+    batch = _batch(m, 4, g)
+    m.on_train_start(model, batch["label"].numpy())
+    loss = loss_fn(m.predict(model, batch), batch["label"])
+    assert torch.isfinite(loss)
+    cfg = m.training_defaults()
+    opt = _make_optimizer(m.param_groups(model, loss_fn, cfg), cfg)
+    if not _trainable(model):
+        assert opt is None  # nothing to optimise (the dummy): the engine skips training
+        return
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    changed = [k for k, v in model.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, before[k])]
+    assert changed, "no parameter changed after one optimiser step"
+
+
+def test_model_file_round_trip(method_cls):
+    g = get_scale("tiny").geometry
+    m = method_cls({}, g)
+    torch.manual_seed(1)
+    model = m.build_model()
+    m.on_train_start(model, np.array([0.0, 1.0, 4.0], np.float32))
+    model.eval()
+    batch = _batch(m, 2, g)
+    buf = io.BytesIO()
+    torch.save({"format": "qafe-bench-model", "state_dict": model.state_dict()}, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=True)
+    torch.manual_seed(2)
+    fresh = method_cls({}, g).build_model().eval()
+    fresh.load_state_dict(loaded["state_dict"], strict=True)
+    with torch.no_grad():
+        assert torch.equal(m.predict(model, batch), method_cls({}, g).predict(fresh, batch))
+
+
+# ------------------------------------------------------------------ learning
+# Every learnable in-tree method must learn the synthetic severity from motion: its
+# test rho x 100 must beat the same recipe trained on shuffled labels by
+# LEARNING_MARGIN (30) points. Recipe and rationale: benchmark/learning.py;
+# re-measure with `python scripts/learning_check.py`.
+NON_LEARNERS = {"dummy"}  # predicts the training mean by design (tests/test_runs.py): rho undefined
+
+
+def test_every_in_tree_method_has_a_learning_check():
+    in_tree = {n for n in METHODS if registry.get_method(n).__module__.startswith("methods.")}
+    unchecked = in_tree - NON_LEARNERS - set(LEARNING_OPTIONS) - set(NOT_LEARNING_AT_CI_BUDGET)
+    assert not unchecked, "add the method to LEARNING_OPTIONS with a recipe that learns"
+
+
+@pytest.fixture(scope="session")
+def learning_dataset(tmp_path_factory):
+    return generate_learning_dataset(tmp_path_factory.mktemp("learning") / "smile")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(LEARNING_OPTIONS))
+def test_learns_severity_from_motion_beyond_shuffled_labels(name, learning_dataset, tmp_path):
+    check = learning_check(name, learning_dataset, tmp_path / "runs")
+    assert check["status"] == {"none": "ok", "shuffled_labels": "ok"}, check
+    assert check["margin"] >= LEARNING_MARGIN, check["rho_x100"]
+

@@ -6,7 +6,8 @@ the training videos (``control="shuffled_labels"``, the chance-level control). I
 test Spearman's rho x 100 on the true labels must beat the shuffled control by a
 margin. The conformance suite runs it for every in-tree method that can learn within
 the CI budget (``tests/test_conformance.py``; the others are listed with their
-measured reason in :data:`NOT_LEARNING_AT_CI_BUDGET`); ``scripts/learning_check.py`` prints the numbers.
+measured reason in :data:`NOT_LEARNING_AT_CI_BUDGET`); ``scripts/learning_check.py``
+prints the numbers.
 
 Why a recipe and not the paper's: the paper trains 100 epochs of SGD lr 1e-3 with
 a learned BMC noise sigma. Cut to a few CPU minutes (6 epochs) that recipe stays at
@@ -96,5 +97,5 @@ def learning_check(method: str, dataset: str | Path, runs_dir: str | Path, *, se
             "status": status}
 
 
-__all__ = ["LEARNING_TRAINING", "LEARNING_OPTIONS", "NOT_LEARNING_AT_CI_BUDGET", "LEARNING_MARGIN", "LEARNING_EXPRESSION",
-           "generate_learning_dataset", "learning_check"]
+__all__ = ["LEARNING_TRAINING", "LEARNING_OPTIONS", "NOT_LEARNING_AT_CI_BUDGET", "LEARNING_MARGIN",
+           "LEARNING_EXPRESSION", "generate_learning_dataset", "learning_check"]

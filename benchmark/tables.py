@@ -184,7 +184,8 @@ def build_table(spec: TableSpec, cells: list[CellRuns], not_run: list[TableRow],
     columns ``avg_corr`` (arithmetic, as the paper) and ``avg_corr_fisher_z``.
 
     Columns: ``row, method, in_paper, column, reproduced, std, n_ok, n_failed,
-    n_missing, published, diff, within_tolerance, status, runs``.
+    n_missing, published, diff, within_tolerance, status, runs, note`` (``note``: why a
+    cell has no number, e.g. "the dataset has 0 train / 1 test videos for this expression").
     """
     if selection not in SELECTIONS:
         raise ConfigError(f"unknown model selection {selection!r}; choose one of {', '.join(SELECTIONS)}")
@@ -201,7 +202,8 @@ def build_table(spec: TableSpec, cells: list[CellRuns], not_run: list[TableRow],
             else:
                 values.append(_cell_value(run.folder, selection, spec.metric))
         if not cell.runs:
-            records.append(_record(spec, cell.row, cell.column, float("nan"), float("nan"), 0, 0, 0, "no data", []))
+            records.append(_record(spec, cell.row, cell.column, float("nan"), float("nan"), 0, 0, 0, "no data", [],
+                                   note=f"the dataset has {cell.no_data} for this expression"))
             continue
         finite = [v for v in values if not math.isnan(v)]
         mean = float(np.mean(finite)) if finite else float("nan")
@@ -234,7 +236,8 @@ def build_table(spec: TableSpec, cells: list[CellRuns], not_run: list[TableRow],
     return pd.concat([df, pd.DataFrame.from_records(summary)], ignore_index=True)
 
 
-def _record(spec, row, column, value, std, n_ok, n_failed, n_missing, status, runs, published=None) -> dict:
+def _record(spec, row, column, value, std, n_ok, n_failed, n_missing, status, runs, published=None,
+            note: str = "") -> dict:
     pub = published_value(spec, row, column) if published is None else published
     diff = value - pub if not (math.isnan(value) or math.isnan(pub)) else float("nan")
     return {
@@ -242,7 +245,7 @@ def _record(spec, row, column, value, std, n_ok, n_failed, n_missing, status, ru
         "reproduced": value, "std": std, "n_ok": n_ok, "n_failed": n_failed, "n_missing": n_missing,
         "published": pub, "diff": diff,
         "within_tolerance": (abs(diff) <= spec.tolerance) if not math.isnan(diff) else None,
-        "status": status, "runs": ";".join(runs),
+        "status": status, "runs": ";".join(runs), "note": note,
     }
 
 

@@ -130,6 +130,8 @@ def test_real_faces_prepare_reproduce_and_score(real_faces_prepared, real_faces_
     long = pd.read_csv(root / "report" / "table2_long.csv")
     qafe = long[(long["row"] == "QAFE-Net") & (long["selection"] == "final")].set_index("column")
     assert qafe.loc["smile", "status"] == "ok" and qafe.loc["frown", "status"] == "no data"
+    assert qafe.loc["frown", "note"] == "the dataset has 0 train / 0 test videos for this expression"
+    assert qafe.loc["smile", "n_ok"] == 1  # one test video: rho undefined, but the run is recorded ok
     html = (root / "report" / "table2.html").read_text()
     assert "demo labels" in html and "no data" in html
     model = next((root / "runs").glob("qafe_net-smile-*/model.pt"))

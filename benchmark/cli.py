@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def common_run(sp, dataset_default="synthetic"):
-        sp.add_argument("--dataset", default=dataset_default,
+        sp.add_argument("--dataset", "--data", dest="dataset", default=dataset_default,
                         help="prepared dataset folder, or 'synthetic' (generated on first use; default)")
         sp.add_argument("--scale", default="tiny", choices=["tiny", "paper"], help="default: tiny")
         sp.add_argument("--runs-dir", default=str(DEFAULT_RUNS), help="run records (default: ./runs)")

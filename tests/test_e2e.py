@@ -143,3 +143,12 @@ def test_real_faces_prepare_reproduce_and_score(real_faces_prepared, real_faces_
         assert m, line
     cfg = json.loads((model.parent / "config.json").read_text())
     assert cfg["dataset"]["backend"] == "mediapipe" and cfg["dataset"]["landmark_scheme"] == "facemesh_inner_116"
+
+
+def test_data_is_an_alias_of_dataset():
+    """DESIGN.md writes `reproduce table2 --data PATH`; with --data-seed beside it argparse
+    would call the abbreviation ambiguous, so --data is an explicit alias."""
+    from benchmark.cli import build_parser
+
+    args = build_parser().parse_args(["reproduce", "table2", "--data", "/d", "--data-seed", "3"])
+    assert args.dataset == "/d" and args.data_seed == 3

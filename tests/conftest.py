@@ -9,8 +9,7 @@ import pytest
 
 from benchmark.data.prepared import LandmarkScheme, PreparedDataset, PreparedWriter
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-REAL_FACES = PROJECT_ROOT.parent / "shared" / "real_faces"
+from _media import REAL_FACES
 
 
 @pytest.fixture(scope="session")

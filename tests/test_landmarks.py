@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 import pytest
 
-import benchmark
 from benchmark.data.landmarks import available_backends, get_backend
 from benchmark.data.landmarks.base import Detection, LandmarkBackend
 from benchmark.data.landmarks.crop import (
@@ -30,8 +29,7 @@ from benchmark.errors import BackendUnavailableError, ConfigError, NoFaceError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fake_insightface import default_landmark_bias, make_pack  # noqa: E402
-
-REAL_FACES = Path(benchmark.__file__).resolve().parents[1].parent / "shared" / "real_faces"
+from _media import REAL_FACES  # noqa: E402
 
 
 @pytest.fixture(scope="module")

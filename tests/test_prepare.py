@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import benchmark
 import benchmark.data.prepare as prepare_mod
 from benchmark.data.landmarks.base import Detection, LandmarkBackend
 from benchmark.data.landmarks.crop import CropSpec
@@ -23,16 +22,9 @@ from benchmark.errors import DataError, LabelError, SubjectLeakError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fake_insightface import default_landmark_bias, make_pack  # noqa: E402
+from _media import write_avi  # noqa: E402
 
-REAL_FACES = Path(benchmark.__file__).resolve().parents[1].parent / "shared" / "real_faces"
 COLUMNS = ["video", "subject", "expression", "label", "split"]
-
-
-@pytest.fixture(scope="module")
-def real_faces() -> Path:
-    if not (REAL_FACES / "interview_man.mp4").is_file():
-        pytest.skip(f"real face videos not found at {REAL_FACES}")
-    return REAL_FACES
 
 
 @pytest.fixture(scope="module")
@@ -43,16 +35,6 @@ def need_mediapipe():
 def write_labels(path: Path, rows: list[tuple]) -> Path:
     """A labels CSV (folder layout). Labels here are DEMO labels, not clinical."""
     pd.DataFrame(rows, columns=COLUMNS).to_csv(path, index=False)
-    return path
-
-
-def write_avi(path: Path, frames, fps: float = 10.0) -> Path:
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
-    assert writer.isOpened()
-    for f in frames:
-        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    writer.release()
     return path
 
 
@@ -95,7 +77,7 @@ class ScriptedBackend(LandmarkBackend):
 
 # ================================================================= real faces, mediapipe
 @pytest.fixture(scope="module")
-def real_prepared(real_faces, need_mediapipe, tmp_path_factory):
+def real_prepared(real_faces_dir, need_mediapipe, tmp_path_factory):
     """The three real videos, whole, prepared with mediapipe (tracking mode) at 64x64."""
     tmp = tmp_path_factory.mktemp("real")
     labels = write_labels(tmp / "demo_labels.csv", [
@@ -104,7 +86,7 @@ def real_prepared(real_faces, need_mediapipe, tmp_path_factory):
         ("head_turn_woman.mp4", "woman_c", "frown", 3, "test"),
     ])
     out = tmp / "prepared"
-    manifest = prepare_dataset(real_faces, out, layout="folder", card="real_faces_demo", backend="mediapipe",
+    manifest = prepare_dataset(real_faces_dir, out, layout="folder", card="real_faces_demo", backend="mediapipe",
                                labels_csv=labels, crop_size=64, progress=False)
     return out, manifest
 
@@ -175,9 +157,9 @@ def test_real_faces_index_splits_and_checksums(real_prepared):
     assert ds.verify() == []
 
 
-def test_head_turn_static_mode_missing_frames_counted_not_fatal(real_faces, need_mediapipe, tmp_path):
+def test_head_turn_static_mode_missing_frames_counted_not_fatal(real_faces_dir, need_mediapipe, tmp_path):
     labels = write_labels(tmp_path / "labels.csv", [("head_turn_woman.mp4", "woman_c", "frown", 3, "test")])
-    manifest = prepare_dataset(real_faces, tmp_path / "out", layout="folder", card="real_faces_demo",
+    manifest = prepare_dataset(real_faces_dir, tmp_path / "out", layout="folder", card="real_faces_demo",
                                backend="mediapipe", backend_options={"static_image_mode": True},
                                labels_csv=labels, crop_size=64, progress=False)
     entry = manifest["videos"]["head_turn_woman"]
@@ -188,11 +170,11 @@ def test_head_turn_static_mode_missing_frames_counted_not_fatal(real_faces, need
     assert manifest["backend"]["settings"]["static_image_mode"] is True
 
 
-def test_real_missing_frames_interpolated_between_neighbours(real_faces, need_mediapipe):
+def test_real_missing_frames_interpolated_between_neighbours(real_faces_dir, need_mediapipe):
     from benchmark.data.landmarks import get_backend
 
     with get_backend("mediapipe", static_image_mode=True) as backend:
-        pv = prepare_video(real_faces / "head_turn_woman.mp4", backend, CropSpec(size=64))
+        pv = prepare_video(real_faces_dir / "head_turn_woman.mp4", backend, CropSpec(size=64))
     missing = np.flatnonzero(~pv.face_found)
     assert missing.size >= 1
     found = np.flatnonzero(pv.face_found)
@@ -237,11 +219,11 @@ def test_prepare_with_insightface_stand_in_models(tmp_path, monkeypatch):
 
 
 # ================================================================= failures during processing
-def test_corrupt_and_faceless_videos_recorded_others_prepared(real_faces, need_mediapipe, tmp_path, caplog):
+def test_corrupt_and_faceless_videos_recorded_others_prepared(real_faces_dir, need_mediapipe, tmp_path, caplog):
     raw = tmp_path / "raw"
     raw.mkdir()
-    os.symlink(real_faces / "interview_man.mp4", raw / "interview_man.mp4")
-    os.symlink(real_faces / "head_turn_woman.mp4", raw / "head_turn_woman.mp4")
+    os.symlink(real_faces_dir / "interview_man.mp4", raw / "interview_man.mp4")
+    os.symlink(real_faces_dir / "head_turn_woman.mp4", raw / "head_turn_woman.mp4")
     mp4 = raw / "broken_full.mp4"
     writer = cv2.VideoWriter(str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 64))
     for f in gray_frames(20):
@@ -270,10 +252,10 @@ def test_corrupt_and_faceless_videos_recorded_others_prepared(real_faces, need_m
     assert len(PreparedDataset(tmp_path / "out").videos) == 2
 
 
-def test_truncated_faststart_video_is_a_recorded_failure(real_faces, tmp_path):
+def test_truncated_faststart_video_is_a_recorded_failure(real_faces_dir, tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
-    data = (real_faces / "interview_man.mp4").read_bytes()
+    data = (real_faces_dir / "interview_man.mp4").read_bytes()
     (raw / "half.mp4").write_bytes(data[: len(data) // 2])  # opens, decodes ~147 of 300 frames
     write_avi(raw / "good.avi", gray_frames(6))
     write_labels(raw / "labels.csv", [("half.mp4", "s1", "smile", 1, "train"),
@@ -442,8 +424,8 @@ def test_safe_video_id():
 
 # ================================================================= official PFED5 layout
 @pytest.fixture(scope="module")
-def real_jpgs(real_faces):
-    cap = cv2.VideoCapture(str(real_faces / "interview_man.mp4"))
+def real_jpgs(real_faces_dir):
+    cap = cv2.VideoCapture(str(real_faces_dir / "interview_man.mp4"))
     frames = []
     for _ in range(8):
         ok, bgr = cap.read()

@@ -1,15 +1,13 @@
 """The published numbers copied into reports/published and the audit in its README."""
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
 from benchmark.cards import PFED5_EXPRESSIONS
-from benchmark.paths import reports_dir
+from benchmark.paths import reports_dir, shared_dir
 
 PUB = reports_dir() / "published"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "paper"
+SHARED = shared_dir() / "paper"
 
 
 def test_copies_equal_the_shared_paper_tables():

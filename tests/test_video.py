@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pytest
 
-import benchmark
 from benchmark.data import video as video_mod
 from benchmark.data.video import (
     VideoReader,
@@ -19,25 +18,7 @@ from benchmark.data.video import (
 )
 from benchmark.errors import CorruptVideoError, DataError
 
-REAL_FACES = Path(benchmark.__file__).resolve().parents[1].parent / "shared" / "real_faces"
-
-
-@pytest.fixture(scope="module")
-def real_faces() -> Path:
-    if not (REAL_FACES / "interview_man.mp4").is_file():
-        pytest.skip(f"real face videos not found at {REAL_FACES}")
-    return REAL_FACES
-
-
-def write_avi(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
-    """Write RGB frames as an MJPG AVI with cv2.VideoWriter."""
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
-    assert writer.isOpened()
-    for f in frames:
-        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
+from _media import write_avi
 
 
 def noise_frames(n: int, h: int = 48, w: int = 64, seed: int = 0) -> list[np.ndarray]:
@@ -52,28 +33,28 @@ def cut(src: Path, dst: Path, fraction: float) -> Path:
 
 
 # ----------------------------------------------------------------- real videos
-def test_read_real_video_frames_and_fps(real_faces):
-    frames, fps = read_video(real_faces / "interview_man.mp4")
+def test_read_real_video_frames_and_fps(real_faces_dir):
+    frames, fps = read_video(real_faces_dir / "interview_man.mp4")
     assert frames.shape == (300, 256, 256, 3) and frames.dtype == np.uint8
     assert fps == pytest.approx(30.0)
-    frames, fps = read_video(real_faces / "talking_woman_long.mp4", max_frames=7)
+    frames, fps = read_video(real_faces_dir / "talking_woman_long.mp4", max_frames=7)
     assert frames.shape == (7, 256, 256, 3)
     assert fps == pytest.approx(25.0)
 
 
-def test_real_video_is_rgb_not_bgr(real_faces):
+def test_real_video_is_rgb_not_bgr(real_faces_dir):
     # Independent decode with OpenCV (BGR): our frame must be its channel reversal.
-    cap = cv2.VideoCapture(str(real_faces / "head_turn_woman.mp4"))
+    cap = cv2.VideoCapture(str(real_faces_dir / "head_turn_woman.mp4"))
     ok, bgr = cap.read()
     cap.release()
     assert ok
-    frames, _ = read_video(real_faces / "head_turn_woman.mp4", max_frames=1)
+    frames, _ = read_video(real_faces_dir / "head_turn_woman.mp4", max_frames=1)
     assert np.array_equal(frames[0], bgr[:, :, ::-1])
     assert not np.array_equal(frames[0], bgr)
 
 
-def test_pyav_fallback_when_opencv_cannot_open(real_faces, monkeypatch):
-    reference, _ = read_video(real_faces / "interview_man.mp4", max_frames=5)
+def test_pyav_fallback_when_opencv_cannot_open(real_faces_dir, monkeypatch):
+    reference, _ = read_video(real_faces_dir / "interview_man.mp4", max_frames=5)
 
     class ClosedCapture:
         def __init__(self, *a, **k):
@@ -86,7 +67,7 @@ def test_pyav_fallback_when_opencv_cannot_open(real_faces, monkeypatch):
             pass
 
     monkeypatch.setattr(video_mod.cv2, "VideoCapture", ClosedCapture)
-    with open_video(real_faces / "interview_man.mp4", max_frames=5) as reader:
+    with open_video(real_faces_dir / "interview_man.mp4", max_frames=5) as reader:
         frames = np.stack(list(reader))
         assert reader.info.decoder == "pyav"
         assert reader.info.fps == pytest.approx(30.0)
@@ -113,21 +94,21 @@ def test_truncated_mp4_written_by_opencv_is_corrupt(tmp_path):
     assert "small_cut.mp4" in msg and "truncated" in msg and "ffmpeg" in msg
 
 
-def test_truncated_faststart_mp4_is_corrupt(real_faces, tmp_path):
+def test_truncated_faststart_mp4_is_corrupt(real_faces_dir, tmp_path):
     # The real videos keep their index at the front: half a file opens, then decoding
     # stops after about half the frames; the declared count (300) exposes it.
-    broken = cut(real_faces / "interview_man.mp4", tmp_path / "interview_half.mp4", 0.5)
+    broken = cut(real_faces_dir / "interview_man.mp4", tmp_path / "interview_half.mp4", 0.5)
     with pytest.raises(CorruptVideoError) as info:
         read_video(broken)
     msg = str(info.value)
     assert "interview_half.mp4" in msg and "of the 300 frames" in msg
 
 
-def test_truncated_video_prefix_is_readable_with_max_frames(real_faces, tmp_path):
+def test_truncated_video_prefix_is_readable_with_max_frames(real_faces_dir, tmp_path):
     # Documented: stopping early on purpose skips the frame-count check.
-    broken = cut(real_faces / "interview_man.mp4", tmp_path / "interview_half.mp4", 0.5)
+    broken = cut(real_faces_dir / "interview_man.mp4", tmp_path / "interview_half.mp4", 0.5)
     frames, _ = read_video(broken, max_frames=10)
-    full, _ = read_video(real_faces / "interview_man.mp4", max_frames=10)
+    full, _ = read_video(real_faces_dir / "interview_man.mp4", max_frames=10)
     assert np.array_equal(frames, full)
 
 

@@ -13,7 +13,6 @@ Output folder ``reports/output/<card>-<content hash[:8]>-<scale>/`` (or ``--out`
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import pandas as pd
 
 from .api import Method
 from .data.prepared import atomic_write_text
-from .registry import get_method, is_registered
+from .runs import read_result
 from .tables import SELECTIONS, CellRuns, TableSpec, build_table, wide
 
 _env = jinja2.Environment(
@@ -72,12 +71,8 @@ def _row_details(spec: TableSpec, cells: list[CellRuns]) -> list[dict]:
                 })
         res_pretrained = None
         for r in cell.runs:
-            p = r.folder / "result.json"
-            if p.is_file():
-                try:
-                    res_pretrained = json.loads(p.read_text()).get("pretrained")
-                except json.JSONDecodeError:
-                    pass
+            if (r.folder / "result.json").is_file():
+                res_pretrained = (read_result(r.folder) or {}).get("pretrained")
                 break
         out.append({"row": cell.row.label, "method": cls.name, "display": cls.display_name,
                     "reference": cls.reference, "options": run.method.options, "deviations": deviations,
@@ -109,15 +104,10 @@ def render_table(spec: TableSpec, cells: list[CellRuns], not_run, out_dir: Path,
     failures = []
     for cell in cells:
         for run in cell.runs:
-            p = run.folder / "result.json"
-            if p.is_file():
-                try:
-                    res = json.loads(p.read_text())
-                except json.JSONDecodeError:
-                    continue
-                if res.get("status") == "failed":
-                    failures.append({"run": run.folder.name, "type": res["error"]["type"],
-                                     "message": res["error"]["message"]})
+            res = read_result(run.folder)
+            if res is not None and res.get("status") == "failed":
+                failures.append({"run": run.folder.name, "type": res["error"]["type"],
+                                 "message": res["error"]["message"]})
     html = _env.get_template("table.html.j2").render(
         spec=spec, views=views, columns=spec.columns, details=_row_details(spec, cells),
         failures=failures, scale=scale, seeds=seeds, dataset=dataset_info,
@@ -137,8 +127,3 @@ def render_index(out_dir: Path, tables: list[dict], dataset_info: dict, scale: s
     path = out_dir / "index.html"
     atomic_write_text(path, html)
     return path
-
-
-def method_display(name: str) -> str:
-    """Display name of a registered method (the name itself otherwise)."""
-    return get_method(name).display_name if is_registered(name) else name

@@ -32,7 +32,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 
@@ -223,19 +223,6 @@ class RunLock:
             if self.acquired:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
-
-
-def iter_run_folders(runs_dir: str | Path) -> Iterator[tuple[Path, dict, dict | None]]:
-    """Every run folder under ``runs_dir`` with its config and result (None if unfinished)."""
-    root = Path(runs_dir)
-    if not root.is_dir():
-        return
-    for cfg_path in sorted(root.glob("*/config.json")):
-        try:
-            cfg = json.loads(cfg_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        yield cfg_path.parent, cfg, read_result(cfg_path.parent)
 
 
 def load_model_file(path: str | Path) -> dict:

@@ -54,7 +54,7 @@ from ..errors import ConfigError, CorruptVideoError, DataError, ManifestError, S
 from .landmarks import LandmarkBackend, get_backend
 from .landmarks.crop import CropSpec, crop_box, crop_image, fill_missing, points_to_crop
 from .prepared import FRAME_FORMATS, PreparedWriter, atomic_write_text, check_video_id
-from .video import VIDEO_EXTENSIONS, list_frame_files, open_video
+from .video import is_video_file, list_frame_files, open_video
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ def read_folder_index(raw: str | Path, card: str | DatasetCard, labels_csv: str 
         # id: the path as written (relative to raw) without a video extension; an
         # absolute path contributes only its last component.
         stem = Path(video).name if Path(video).is_absolute() else video
-        if Path(stem).suffix.lower() in VIDEO_EXTENSIONS:
+        if is_video_file(stem):
             stem = stem[: -len(Path(stem).suffix)]
         items.append(VideoItem(safe_video_id(stem.strip("/\\")), src.resolve(), video, subject, expr, lab,
                                split.lower(), where))

@@ -6,11 +6,16 @@ installed plugin package through the same group). The harness owns everything
 dataset- and protocol-specific (files, splits, clip sampling, augmentation,
 heatmap rendering); a method only
 
-* declares which inputs it needs (:class:`InputSpec`),
-* builds an ``nn.Module`` whose ``forward(rgb=..., heatmap=...)`` maps a batch of
-  clips to one score per clip, shape ``(B,)``,
-* builds its loss, its optimiser parameter groups and training defaults,
-* loads the authors' released checkpoints (by original file name and layout).
+* declares which inputs it needs, with its own clip geometry and normalisation
+  (:class:`InputSpec`), and whether it needs exemplars (:class:`ExemplarSpec`),
+* builds an ``nn.Module``; :meth:`Method.forward` runs it on a batch and may return
+  any tensor or dict (a score, a distribution over score bins, class logits,
+  group logits with offsets): the engine never assumes its shape,
+* computes its loss from that output and the batch (:meth:`Method.loss`) and
+  decodes the output to one score per clip, shape ``(B,)`` (:meth:`Method.decode`),
+* builds its optimiser parameter groups and training defaults,
+* loads the authors' released checkpoints (by original file name and layout),
+* declares its own learning-check recipe (:attr:`Method.learning_recipe`).
 
 Its named options (:class:`Option`) carry the paper's value as default and, where
 the released code disagrees, the code's value, so that every run records which
@@ -20,9 +25,9 @@ it used and the report can list the deviations.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import torch
@@ -31,11 +36,14 @@ from torch import nn
 from .errors import ConfigError
 
 INPUTS = ("rgb", "heatmap")
+STREAM_SYNCS = ("flip", "flip_crop", "none")
 
 
 @dataclass(frozen=True)
 class ClipGeometry:
-    """Sizes of the clips the harness feeds a method (set by protocol and scale).
+    """Sizes of the clips the harness feeds a method (resolved from the method's
+    :class:`InputSpec`, the protocol's clip length and the scale; see
+    :meth:`benchmark.scales.Scale.resolve`).
 
     Attributes:
         n_subclips: sub-clips per clip (5 in the paper's PFED5 setting, 9 for UNBC).
@@ -56,17 +64,36 @@ class ClipGeometry:
         return self.n_subclips * self.subclip_len
 
 
+#: RGB pixel normalisations a method can ask for (:func:`benchmark.protocols.pfed5.to_tensor`):
+#: name -> (mean, std) applied after scaling pixels to [0, 1] (None: no mean/std).
+NORMALISATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]] | None] = {
+    # torchvision / QAFE-Net dataloader/Parkinson_landmarkheatmap.py Normalize
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    # [0, 1] only: Former-DFER's DFEW training (originals 2)
+    "unit": None,
+    # kenshohara/3D-ResNets-PyTorch main.py get_mean_std(value_scale=1, dataset='kinetics')
+    "kinetics": ((0.4345, 0.4051, 0.3775), (0.2768, 0.2713, 0.2737)),
+    # piergiaj/pytorch-i3d: (x / 255) * 2 - 1, i.e. mean 0.5, std 0.5
+    "minus_one_one": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+}
+
+
 @dataclass(frozen=True)
 class InputSpec:
-    """What a method needs from the data pipeline.
+    """What a method needs from the data pipeline, at the PAPER scale.
+
+    The harness resolves it with the protocol's clip length and the scale into a
+    :class:`ClipGeometry` (the ``tiny`` scale shrinks frames and sizes, clamped to
+    the ``min_*`` values an architecture needs; the code path is the same).
 
     Attributes:
         rgb: needs RGB clips ``(B, 3, T, rgb_size, rgb_size)``.
         heatmap: needs landmark heatmap volumes ``(B, 3, T, heatmap_size, heatmap_size)``
             in [0, 1].
-        rgb_normalisation: ``"imagenet"`` (ImageNet mean/std after scaling to [0, 1],
-            as QAFE-Net's loader) or ``"unit"`` ([0, 1] only, as Former-DFER's DFEW
-            training).
+        rgb_normalisation: a key of :data:`NORMALISATIONS`: ``"imagenet"`` (ImageNet
+            mean/std after scaling to [0, 1], as QAFE-Net's loader), ``"unit"`` ([0, 1]
+            only, as Former-DFER's DFEW training), ``"kinetics"`` (3D-ResNets), or
+            ``"minus_one_one"`` (I3D, pixels in [-1, 1]).
         heatmap_mode: ``"paper"``, ``"official"`` or ``"points"`` (see
             :mod:`benchmark.data.heatmaps`).
         heatmap_sigma: Gaussian sigma in pixels of the heatmap rendering.
@@ -75,6 +102,16 @@ class InputSpec:
             independently: the paper's "same flip for both"), ``"flip_crop"`` (flip
             and the crop window shared) or ``"none"`` (independent draws, as the
             released loader does).
+        subclip_len: frames per sub-clip the backbone takes (16: C3D, I3D, Former-DFER).
+        clip_len: frames per clip; None: the protocol's (PFED5 80). ``clip_len //
+            subclip_len`` sub-clips.
+        rgb_size: side of the square RGB crop in pixels (224; 112 for C3D / R3D).
+        rgb_resize: ``(W, H)`` the frames are resized to before cropping (C3D:
+            ``(171, 128)``); None: the prepared face crop (256 x 256) as it is.
+        heatmap_size, heatmap_resize: heatmap crop side and the size heatmap frames
+            are resized to before cropping (56 and 64 in QAFE-Net's loader).
+        min_rgb_size, min_subclip_len: the smallest crop / sub-clip the architecture
+            takes (C3D's fc6 fixes 112 and 16); the ``tiny`` scale never goes below.
     """
 
     rgb: bool = True
@@ -83,10 +120,49 @@ class InputSpec:
     heatmap_mode: str = "paper"
     heatmap_sigma: float = 1.0
     stream_sync: str = "flip"
+    subclip_len: int = 16
+    clip_len: int | None = None
+    rgb_size: int = 224
+    rgb_resize: tuple[int, int] | None = None
+    heatmap_size: int = 56
+    heatmap_resize: int = 64
+    min_rgb_size: int = 8
+    min_subclip_len: int = 1
+
+    def __post_init__(self) -> None:
+        if self.rgb_normalisation not in NORMALISATIONS:
+            raise ConfigError(f"unknown rgb_normalisation {self.rgb_normalisation!r}; "
+                              f"choose one of {', '.join(NORMALISATIONS)}")
+        if self.stream_sync not in STREAM_SYNCS:
+            raise ConfigError(f"unknown stream_sync {self.stream_sync!r}; choose one of {', '.join(STREAM_SYNCS)}")
+        if self.rgb_resize is not None:
+            object.__setattr__(self, "rgb_resize", (int(self.rgb_resize[0]), int(self.rgb_resize[1])))
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(n for n in INPUTS if getattr(self, n))
+
+
+@dataclass(frozen=True)
+class ExemplarSpec:
+    """A contrastive method's exemplars, supplied by the harness (never by the method).
+
+    Training: one exemplar per sample, drawn (seeded) from the training partition
+    of the same expression / fold, never the query video itself. Test:
+    ``test_voters`` exemplars per test video drawn (seeded) from the training
+    partition; the method decodes one score per voter and the engine averages them.
+    Source: CoRe (yuxumin/CoRe) and AQA-TPT (baiyang4/aqa_tpt), ``voter_number`` /
+    ``num_voting`` = 10.
+
+    Batches then carry ``batch["exemplar"] = {<input names>: tensors, "label": (B,),
+    "index": (B,)}`` (``index``: the exemplar's row in the training partition).
+    """
+
+    test_voters: int = 10
+
+    def __post_init__(self) -> None:
+        if int(self.test_voters) < 1:
+            raise ConfigError(f"ExemplarSpec.test_voters must be >= 1, got {self.test_voters!r}")
 
 
 @dataclass(frozen=True)
@@ -174,10 +250,22 @@ class Method:
         pretrained_files: role -> original checkpoint file name, e.g.
             ``{"rgb": "FormerDFER-DFEWset1-model_best.pth"}``; looked up in the
             user's ``--weights`` folder.
+        exemplars: None, or an :class:`ExemplarSpec` for contrastive methods (the
+            harness then puts ``batch["exemplar"]`` in every batch).
+        learning_recipe: the method's learning check (:mod:`benchmark.learning`):
+            ``{"options": {...}, "training": {...}, "data": "tiny", "asserted": bool,
+            "why": "reason when not asserted"}``; None for non-learners (the dummy).
 
     Args:
         options: option overrides (validated against ``options_spec``).
-        geometry: the clip geometry the harness will feed.
+        geometry: the clip geometry the harness will feed (default: the paper-scale
+            geometry of :meth:`input_spec` with an 80-frame clip).
+        label_range: ``(min, max)`` of the dataset card's labels (PFED5 severity
+            ``(0, 4)``, UNBC VAS ``(0, 10)``), for methods whose output depends on it
+            (score bins, score-range normalisation).
+
+    Raises:
+        ConfigError: unknown options or values, an empty label range.
     """
 
     name: ClassVar[str] = ""
@@ -185,10 +273,20 @@ class Method:
     reference: ClassVar[str] = ""
     options_spec: ClassVar[dict[str, Option]] = {}
     pretrained_files: ClassVar[dict[str, str]] = {}
+    exemplars: ClassVar[ExemplarSpec | None] = None
+    learning_recipe: ClassVar[Mapping[str, Any] | None] = None
 
-    def __init__(self, options: Mapping[str, Any] | None = None, geometry: ClipGeometry | None = None) -> None:
-        self.geometry = geometry or ClipGeometry()
+    def __init__(self, options: Mapping[str, Any] | None = None, geometry: ClipGeometry | None = None,
+                 label_range: tuple[float, float] = (0.0, 4.0)) -> None:
         self.options = self.resolve_options(options or {})
+        self.label_range = (float(label_range[0]), float(label_range[1]))
+        if self.label_range[1] <= self.label_range[0]:
+            raise ConfigError(f"method {self.name!r}: label range {label_range!r} is empty")
+        if geometry is None:
+            spec = self.input_spec()
+            n = max(1, (spec.clip_len or 80) // spec.subclip_len)
+            geometry = ClipGeometry(n, spec.subclip_len, spec.rgb_size, spec.heatmap_size)
+        self.geometry = geometry
 
     # ----------------------------------------------------------------- options
     @classmethod
@@ -238,12 +336,13 @@ class Method:
         return InputSpec()
 
     def build_model(self) -> nn.Module:
-        """A fresh model; ``forward(**inputs)`` with the :meth:`input_spec` names as
-        keyword arguments returns scores of shape ``(B,)``."""
+        """A fresh model for :attr:`geometry` (called by :meth:`forward`; by default
+        ``forward(**inputs)`` with the :meth:`input_spec` names as keyword arguments)."""
         raise NotImplementedError
 
     def build_loss(self) -> nn.Module:
-        """The training loss: ``loss(pred (B,), target (B,)) -> scalar``. Default MSE."""
+        """The training loss module handed to :meth:`loss` (its parameters, e.g. a
+        learned BMC sigma, are saved with the run). Default: MSE on ``(B,)`` scores."""
         return nn.MSELoss()
 
     def training_defaults(self) -> TrainingConfig:
@@ -274,16 +373,26 @@ class Method:
         """Called once before training with all training labels ``(N,)`` (e.g. the
         dummy's mean, a GMM for the GAI loss)."""
 
-    def predict(self, model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Scores ``(B,)`` for a batch dict holding the :meth:`input_spec` inputs."""
+    def forward(self, model: nn.Module, batch: Mapping[str, Any]) -> Any:
+        """The model's raw output for a batch: any tensor or dict of tensors.
+
+        ``batch`` holds the :meth:`input_spec` inputs (``rgb (B, 3, T, S, S)``,
+        ``heatmap (B, 3, T, s, s)``), ``label (B,)`` and, for methods with
+        :attr:`exemplars`, ``exemplar`` (a dict of the same inputs plus ``label``).
+        Default: ``model(**inputs)``."""
         return model(**{k: batch[k] for k in self.input_spec().names})
 
+    def loss(self, loss_fn: nn.Module, output: Any, batch: Mapping[str, Any]) -> torch.Tensor:
+        """The scalar training loss from the model's output and the batch.
+        Default: ``loss_fn(output.reshape(-1), batch["label"])`` (a score per clip)."""
+        return loss_fn(output.reshape(-1), batch["label"])
 
-@dataclass
-class RegisteredMethod:
-    """A registry entry: name, where it comes from, and the lazily imported class."""
+    def decode(self, output: Any, batch: Mapping[str, Any]) -> torch.Tensor:
+        """One score per clip ``(B,)`` in label units from the model's output (for
+        metrics). For exemplar methods: the score relative to this batch's exemplar
+        (one voter); the engine averages the voters. Default: ``output.reshape(-1)``."""
+        return output.reshape(-1)
 
-    name: str
-    target: str  # "module:attr"
-    origin: str  # "in-tree" or the plugin distribution's name
-    aliases: Sequence[str] = field(default_factory=tuple)
+    def predict(self, model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Scores ``(B,)``: :meth:`decode` of :meth:`forward`."""
+        return self.decode(self.forward(model, batch), batch).reshape(-1)

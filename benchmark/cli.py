@@ -91,7 +91,7 @@ def cmd_prepare(args) -> int:
     from .data.prepare import prepare_dataset
 
     manifest = prepare_dataset(
-        args.raw, args.out, layout=args.layout, card=args.card or ("pfed5" if args.layout == "pfed5" else "pfed5"),
+        args.raw, args.out, layout=args.layout, card=args.card or "pfed5",
         backend=args.backend, labels_csv=args.labels, crop_size=args.crop_size, frame_format=args.frame_format,
         crop_mode=args.crop_mode, progress=not args.quiet,
         **({"backend_options": {"model_dir": args.insightface_dir}} if args.insightface_dir else {}),
@@ -152,8 +152,10 @@ def _report(args, *, train: bool) -> int:
     failed = 0
     for table_id in _tables_for(args.table, card.protocol):
         spec = load_spec(table_id)
+        weights = _weights(args)
         cells, not_run = expand(spec, dataset, scale=args.scale, seeds=args.seeds, runs_dir=args.runs_dir,
-                                weights=_weights(args), training=_kv(args.train, "--train"))
+                                weights=weights, training=_kv(args.train, "--train"),
+                                find_recorded=not train and not weights)
         if train:
             todo = {r.folder: r for c in cells for r in c.runs}
             for i, run in enumerate(todo.values(), 1):

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .data.prepared import atomic_write_bytes
 from .errors import DivergedError, QafeBenchError
 from .metrics import regression_metrics
-from .protocols.pfed5 import ClipDataset, ClipSettings, expression_split
+from .protocols.pfed5 import ClipDataset, expression_split
 from .runs import ResolvedRun, RunLock, read_result, write_csv, write_json
 
 MODEL_FORMAT = "qafe-bench-model"
@@ -83,7 +83,8 @@ def _seed_everything(seed: int) -> None:
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else
+                _to_device(v, device) if isinstance(v, dict) else v) for k, v in batch.items()}
 
 
 def _make_optimizer(groups: list[dict], cfg) -> torch.optim.Optimizer | None:
@@ -107,16 +108,27 @@ def _step_schedule(optimizer, groups: list[dict], cfg):
 def evaluate(method, model: torch.nn.Module, loader, device: torch.device) -> np.ndarray:
     """Predictions ``(N,)`` for every item of a (non-shuffled) test loader, in order.
 
+    For a method with exemplars the loader's dataset is evaluated once per voter
+    (:meth:`ClipDataset.set_voter`) and the decoded scores are averaged over the
+    voters (CoRe / AQA-TPT test-time voting).
+
     Raises:
         DivergedError: a non-finite prediction.
     """
     model.eval()
-    out = []
+    spec = getattr(method, "exemplars", None)
+    voters = spec.test_voters if spec is not None else 1
+    total = None
     with torch.no_grad():
-        for batch in loader:
-            pred = method.predict(model, _to_device(batch, device)).reshape(-1).float().cpu()
-            out.append(pred)
-    preds = torch.cat(out).numpy() if out else np.zeros(0)
+        for voter in range(voters):
+            if spec is not None:
+                loader.dataset.set_voter(voter)
+            out = []
+            for batch in loader:
+                out.append(method.predict(model, _to_device(batch, device)).reshape(-1).float().cpu())
+            preds = torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
+            total = preds if total is None else total + preds
+    preds = total / voters
     if not np.isfinite(preds).all():
         raise DivergedError("the model predicted NaN/inf on the test split")
     return preds
@@ -148,6 +160,9 @@ def execute(run: ResolvedRun, *, device: str | torch.device = "cpu", progress: b
         if not lock.acquired:
             log(f"[skip] {folder.name} is running in another process")
             return {"status": "running", "run_id": run.run_id}
+        done = read_result(folder)  # another process may have finished it while we waited for the lock
+        if done and done.get("status") == "ok":
+            return done
         write_json(folder / "config.json", run.config)
         t0 = time.time()
         try:
@@ -161,8 +176,6 @@ def execute(run: ResolvedRun, *, device: str | torch.device = "cpu", progress: b
                 "wall_time_s": time.time() - t0,
                 "provenance": provenance(torch.device(device)),
             }
-            if isinstance(exc, KeyboardInterrupt):
-                raise
             log(f"[failed] {folder.name}: {type(exc).__name__}: {exc}")
         write_json(folder / "result.json", result)
         return result
@@ -179,10 +192,13 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
     if run.config["control"] == "shuffled_labels":
         perm = np.random.default_rng([seed, 7919]).permutation(len(train_df))
         train_df = train_df.assign(label=train_df["label"].to_numpy()[perm])
-    settings = ClipSettings(geometry=run.scale.geometry, frame_size=run.scale.frame_size,
-                            heatmap_resize=run.scale.heatmap_resize, inputs=method.input_spec())
-    train_ds = ClipDataset(run.dataset, train_df, settings, train=True, reps=cfg.reps_per_epoch, seed=seed)
-    test_ds = ClipDataset(run.dataset, test_df, settings, train=False, seed=seed)
+    # Exemplars come from the training partition only (with the control's labels, if shuffled).
+    exemplar_pool = train_df if method.exemplars is not None else None
+    settings = run.clip
+    train_ds = ClipDataset(run.dataset, train_df, settings, train=True, reps=cfg.reps_per_epoch, seed=seed,
+                           exemplar_pool=exemplar_pool, exemplars=method.exemplars)
+    test_ds = ClipDataset(run.dataset, test_df, settings, train=False, seed=seed,
+                          exemplar_pool=exemplar_pool, exemplars=method.exemplars)
 
     model = method.build_model().to(device)
     loss_fn = method.build_loss().to(device)
@@ -218,6 +234,7 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
     for epoch in range(start_epoch, epochs):
         t_epoch = time.time()
         losses = []
+        lrs = [g["lr"] for g in optimizer.param_groups] if optimizer is not None else None  # used in this epoch
         if optimizer is not None:
             model.train()
             train_ds.set_epoch(epoch)
@@ -228,8 +245,7 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
             bar = tqdm(loader, desc=f"{folder.name[:40]} ep {epoch + 1}/{epochs}", leave=False, disable=not progress)
             for step, batch in enumerate(bar):
                 batch = _to_device(batch, device)
-                pred = method.predict(model, batch).reshape(-1)
-                loss = loss_fn(pred, batch["label"])
+                loss = method.loss(loss_fn, method.forward(model, batch), batch)
                 if not torch.isfinite(loss):
                     raise DivergedError(f"non-finite training loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}")
                 optimizer.zero_grad(set_to_none=True)
@@ -242,8 +258,7 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
             if scheduler is not None:
                 scheduler.step()
         entry = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
-                 "lr": optimizer.param_groups[0]["lr"] if optimizer is not None else None,
-                 "time_s": None}
+                 "lr": lrs[0] if lrs else None, "lr_groups": lrs, "time_s": None}
         if (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == epochs:
             preds = evaluate(method, model, test_loader, device)
             m = regression_metrics(test_df["label"].to_numpy(), preds)

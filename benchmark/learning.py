@@ -36,29 +36,31 @@ LEARNING_DATA = {
 ``nuisance_free`` removes sensor noise, head drift and the illumination ramp and
 doubles the expressions again; severity still lives only in the motion."""
 
-LEARNING_RECIPES = {
-    "qafe_net": {"options": {"loss": "mse", "heatmap_mode": "official"}, "data": "tiny", "asserted": True},
-    "former_dfer": {"options": {"loss": "mse"}, "data": "nuisance_free", "asserted": False,
-                    "why": "RGB only: at chance on 'tiny' in 6 CPU epochs; seed-dependent (11.3 .. 87.8) on "
-                           "'nuisance_free'; see LEARNING_RECIPES"},
-}
-"""Per method: method options, dataset variant, whether CI asserts the margin (and
-``why`` not, when it does not).
 
-QAFE-Net, on the ``tiny`` data, uses the released code's JET heatmaps and an MSE
-loss: with the paper's defaults (RGB-weighted heatmaps, learned BMC sigma) and the
-same Adam recipe its test rho x 100 was 17.1; with these options 80.3 (shuffled
-control -7.9), 154 s + 160 s on 2 cores.
+def learning_recipes() -> dict[str, dict]:
+    """Registered method name -> its :attr:`~benchmark.api.Method.learning_recipe`
+    (methods without one, e.g. the dummy, are left out). Each recipe holds
+    ``options`` (method options), ``data`` (a :data:`LEARNING_DATA` variant),
+    optional ``training`` overrides of :data:`LEARNING_TRAINING`, ``asserted``
+    (whether CI asserts the margin) and ``why`` (required when not asserted).
 
-Former-DFER (RGB only) is measured, not asserted. On the ``tiny`` data it stays at
-chance at this budget: at 40 px the expression moves a few pixels against a per-video
-illumination ramp of up to 30 %, sensor noise and head drift (raw mouth-region
-frame-difference energy has rho -0.13 with severity, landmark displacement -0.41);
-6 epochs gave test rho 2.5 (Adam 3e-4, MSE), 6.9 (Adam 1e-3), 6.9 (learned BMC),
--7.4 (illumination calmed only). On the ``nuisance_free`` variant one initialisation
-reached 87.8 (train 89.7) and another 11.3 (shuffled 4.2): the RGB path carries the
-motion, but 6 CPU epochs are too few to make the margin reliable. The landmark
-heatmap stream is what copes with the nuisances at this budget (the paper's point)."""
+    Measured so far (6 epochs, 2 CPU cores): QAFE-Net on ``tiny`` with the released
+    code's JET heatmaps and MSE 80.3 vs shuffled -7.9 (paper options: 17.1).
+    Former-DFER (RGB only) at chance on ``tiny`` (a few pixels of motion against a
+    per-video illumination ramp, sensor noise and head drift); on ``nuisance_free``
+    87.8 with one initialisation, 11.3 with another: measured, not asserted."""
+    from .registry import available, get_method
+
+    out = {}
+    for name in available():
+        try:
+            recipe = get_method(name).learning_recipe
+        except Exception:  # noqa: BLE001 - a plugin that cannot be imported has no recipe here
+            continue
+        if recipe is not None:
+            out[name] = {"options": {}, "training": {}, "data": "tiny", "asserted": True, "why": "", **recipe}
+    return out
+
 
 LEARNING_MARGIN = 30.0
 """rho x 100 points by which the true-label run must beat the shuffled-label run."""
@@ -104,8 +106,11 @@ def learning_check(method: str, dataset: str | Path, runs_dir: str | Path, *, se
     from .engine import execute
     from .runs import RunSpec, resolve
 
-    opts = LEARNING_RECIPES.get(method, {}).get("options", {}) if options is None else options
-    train = LEARNING_TRAINING if training is None else training
+    from .registry import get_method
+
+    recipe = get_method(method).learning_recipe or {}
+    opts = recipe.get("options", {}) if options is None else options
+    train = {**LEARNING_TRAINING, **recipe.get("training", {})} if training is None else training
     rho, wall, status = {}, {}, {}
     for control in ("none", "shuffled_labels"):
         t0 = time.perf_counter()
@@ -120,5 +125,5 @@ def learning_check(method: str, dataset: str | Path, runs_dir: str | Path, *, se
             "status": status}
 
 
-__all__ = ["LEARNING_TRAINING", "LEARNING_DATA", "LEARNING_RECIPES", "LEARNING_MARGIN",
+__all__ = ["LEARNING_TRAINING", "LEARNING_DATA", "learning_recipes", "LEARNING_MARGIN",
            "LEARNING_EXPRESSION", "generate_learning_dataset", "learning_check"]

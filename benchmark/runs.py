@@ -30,7 +30,7 @@ import fcntl
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,8 @@ from .cards import DatasetCard, load_card
 from .data.prepared import PreparedDataset, atomic_write_text, sha256_file
 from .errors import CheckpointError, ConfigError
 from .registry import get_method
-from .scales import Scale, get_scale
+from .protocols.pfed5 import CLIP_LEN
+from .scales import ClipSettings, Scale, get_scale
 
 CONTROLS = ("none", "shuffled_labels")
 
@@ -88,12 +89,28 @@ class ResolvedRun:
     card: DatasetCard
     scale: Scale
     training: TrainingConfig
+    clip: ClipSettings
+
+
+#: Training settings that cannot change a run's results, left out of its id.
+UNHASHED_TRAINING = ("num_workers",)
+
+
+def hashed_config(config: dict) -> dict:
+    """The part of a config that identifies a run: all but ``paths`` (where files
+    are), pretrained files' names (their SHA-256 stays) and the training settings of
+    :data:`UNHASHED_TRAINING` (how fast)."""
+    out = {k: v for k, v in config.items() if k != "paths"}
+    if isinstance(out.get("pretrained"), dict):  # a checkpoint counts by its content, not by its file name
+        out["pretrained"] = {r: v.get("sha256") if isinstance(v, dict) else v for r, v in out["pretrained"].items()}
+    if isinstance(out.get("training"), dict):
+        out["training"] = {k: v for k, v in out["training"].items() if k not in UNHASHED_TRAINING}
+    return out
 
 
 def config_hash(config: dict) -> str:
-    """12 hex digits of SHA-256 over the canonical JSON of ``config`` minus ``paths``."""
-    hashed = {k: v for k, v in config.items() if k != "paths"}
-    text = json.dumps(hashed, sort_keys=True, separators=(",", ":"), default=str)
+    """12 hex digits of SHA-256 over the canonical JSON of :func:`hashed_config`."""
+    text = json.dumps(hashed_config(config), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -129,7 +146,9 @@ def resolve(spec: RunSpec, runs_dir: str | Path) -> ResolvedRun:
         raise ConfigError(f"unknown control {spec.control!r}; choose one of {', '.join(CONTROLS)}")
     if spec.split != "official":
         raise ConfigError(f"split {spec.split!r} is not available for protocol {card.protocol!r}; use 'official'")
-    method = method_cls(spec.options, scale.geometry)
+    label_range = (float(card.label_min), float(card.label_max))
+    clip = scale.resolve(method_cls(spec.options, label_range=label_range).input_spec(), CLIP_LEN)
+    method = method_cls(spec.options, clip.geometry, label_range=label_range)
     training = method.training_defaults().updated(scale.training, f"scale {scale.name}")
     training = training.updated(spec.training, "training overrides")
     pretrained = {}
@@ -147,15 +166,15 @@ def resolve(spec: RunSpec, runs_dir: str | Path) -> ResolvedRun:
         "deviations_from_paper": method.deviations_from_paper(),
         "dataset": {"card": card.name, "content_hash": dataset.content_hash,
                     "landmark_scheme": dataset.manifest["landmark_scheme"]["name"],
-                    "backend": dataset.manifest.get("backend", {}).get("name")},
+                    "backend": dataset.manifest.get("backend", {}).get("name"),
+                    "crop": dataset.crop_spec()},
         "protocol": card.protocol,
         "expression": expression,
         "split": spec.split,
         "seed": int(spec.seed),
         "scale": scale.name,
-        "geometry": asdict(scale.geometry),
-        "frame_size": scale.frame_size,
-        "heatmap_resize": scale.heatmap_resize,
+        "clip": clip.to_json(),
+        "exemplars": asdict(method.exemplars) if method.exemplars is not None else None,
         "training": asdict(training),
         "pretrained": pretrained,
         "control": spec.control,
@@ -164,7 +183,41 @@ def resolve(spec: RunSpec, runs_dir: str | Path) -> ResolvedRun:
     }
     run_id = config_hash(config)
     folder = Path(runs_dir) / f"{method_cls.name}-{expression}-s{spec.seed}-{run_id}"
-    return ResolvedRun(config, run_id, folder, method, dataset, card, scale, training)
+    return ResolvedRun(config, run_id, folder, method, dataset, card, scale, training, clip)
+
+
+def find_recorded_run(run: ResolvedRun, runs_dir: str | Path, ignore: tuple[str, ...] = ("pretrained",)
+                      ) -> ResolvedRun | None:
+    """A finished run in ``runs_dir`` whose config equals ``run``'s except for ``ignore``.
+
+    Used by ``qafe-bench report`` when no ``--weights`` folder is given: a table
+    re-rendered later finds the runs a ``reproduce --weights ...`` made (their ids
+    hash the weights' contents). Among several matches the one with the most
+    pretrained roles wins (then the folder name, for determinism).
+
+    Returns:
+        ``run`` with that run's id, folder and config, or None.
+    """
+    def key(cfg: dict) -> dict:
+        return {k: v for k, v in hashed_config(cfg).items() if k not in ignore}
+
+    want = key(run.config)
+    prefix = run.folder.name[: -len(run.run_id)]
+    best = None
+    for cfg_path in sorted(Path(runs_dir).glob(f"{prefix}*/config.json")):
+        res = read_result(cfg_path.parent)
+        if not res or res.get("status") != "ok":
+            continue
+        try:
+            cfg = json.loads(cfg_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if key(cfg) == want and (best is None or len(cfg.get("pretrained", {})) > len(best[1].get("pretrained", {}))):
+            best = (cfg_path.parent, cfg)
+    if best is None:
+        return None
+    folder, cfg = best
+    return replace(run, config=cfg, run_id=config_hash(cfg), folder=folder)
 
 
 def read_result(folder: Path) -> dict | None:

@@ -21,7 +21,8 @@ from .data.landmarks.crop import CropSpec
 from .data.prepare import prepare_video
 from .data.prepared import PreparedDataset, PreparedWriter
 from .errors import CheckpointError, ConfigError
-from .protocols.pfed5 import ClipDataset, ClipSettings
+from .protocols.pfed5 import ClipDataset
+from .scales import ClipSettings
 from .registry import get_method
 from .runs import load_model_file
 
@@ -58,7 +59,12 @@ def score_video(video: str | Path, checkpoint: str | Path, *, expression: str, b
             f"{checkpoint} was trained on expression {cfg['expression']!r}, not {wanted!r}: "
             "one model is trained per expression; use the run of that expression"
         )
-    method = get_method(cfg["method"])(cfg["options"], ClipGeometry(**cfg["geometry"]))
+    settings_json = cfg["clip"]
+    geometry = ClipGeometry(**settings_json["geometry"])
+    method = get_method(cfg["method"])(cfg["options"], geometry, label_range=(card.label_min, card.label_max))
+    if method.exemplars is not None:
+        raise ConfigError(f"{checkpoint}: method {cfg['method']!r} scores relative to training exemplars; "
+                          "scoring one video needs the training videos (not supported by `score`)")
     model = method.build_model()
     try:
         model.load_state_dict(model_file["state_dict"], strict=True)
@@ -66,6 +72,8 @@ def score_video(video: str | Path, checkpoint: str | Path, *, expression: str, b
         raise CheckpointError(f"{checkpoint}: weights do not fit method {cfg['method']!r} ({exc})") from None
     model.to(device).eval()
 
+    # Crop the face exactly as the training data was cropped (size, mode, margin, ...).
+    crop = CropSpec(**cfg["dataset"]["crop"])
     trained_backend = cfg["dataset"].get("backend")
     name = backend or (trained_backend if trained_backend in ("mediapipe", "insightface") else "mediapipe")
     bk = get_backend(name, **(backend_options or {}))
@@ -77,18 +85,17 @@ def score_video(video: str | Path, checkpoint: str | Path, *, expression: str, b
             f"this video gets {bk.scheme.name} from the {name} backend"
         )
     try:
-        pv = prepare_video(video, bk, CropSpec(size=int(cfg["frame_size"])))
+        pv = prepare_video(video, bk, crop)
     finally:
         bk.close()
     with tempfile.TemporaryDirectory(prefix="qafe-score-") as tmp:
-        writer = PreparedWriter(tmp, card=card.name, crop_size=int(cfg["frame_size"]), landmark_scheme=bk.scheme,
+        writer = PreparedWriter(tmp, card=card.name, crop_size=int(crop.size), landmark_scheme=bk.scheme,
                                 backend=bk.provenance())
         writer.add_video("video", pv.frames, pv.points, pv.face_found, subject="unknown", expression=wanted,
                          label=card.label_min, split="test", fps=pv.fps, source=str(video))
         writer.finalize()
         ds = PreparedDataset(tmp)
-        settings = ClipSettings(ClipGeometry(**cfg["geometry"]), frame_size=int(cfg["frame_size"]),
-                                heatmap_resize=int(cfg["heatmap_resize"]), inputs=inputs)
+        settings = ClipSettings.from_json(settings_json, inputs)
         item = ClipDataset(ds, pd.DataFrame(ds.videos), settings, train=False)[0]
         batch = {k: v.unsqueeze(0).to(device) for k, v in item.items() if torch.is_tensor(v) and v.dim() > 0}
         with torch.no_grad():

@@ -22,7 +22,7 @@ from .errors import ConfigError
 from .metrics import avg_corr, fisher_z_avg_corr, spearman_rho_x100
 from .paths import reports_dir
 from .registry import is_registered
-from .runs import ResolvedRun, RunSpec, read_result, resolve
+from .runs import ResolvedRun, RunSpec, find_recorded_run, read_result, resolve
 
 SELECTIONS = {
     "test_selected": "best test epoch (the official code's rule; optimistic)",
@@ -126,12 +126,16 @@ class CellRuns:
 
 def expand(spec: TableSpec, dataset: str | Path, *, scale: str, seeds: list[int], runs_dir: str | Path,
            weights: dict[str, dict[str, Path]] | None = None,
-           training: dict | None = None) -> tuple[list[CellRuns], list[TableRow]]:
+           training: dict | None = None, find_recorded: bool = False) -> tuple[list[CellRuns], list[TableRow]]:
     """Resolve every run a table needs.
 
     Args:
         weights: method name -> role -> checkpoint path (from ``--weights``).
         training: training-setting overrides applied to every run (after the row's own).
+        find_recorded: for a run not recorded under its own id, use a finished run in
+            ``runs_dir`` that differs only in its pretrained files
+            (:func:`benchmark.runs.find_recorded_run`): ``report`` without ``--weights``
+            then shows the runs ``reproduce --weights`` made.
 
     Returns:
         ``(cells, not_run)``: the cells of registered methods, and rows whose method
@@ -155,6 +159,8 @@ def expand(spec: TableSpec, dataset: str | Path, *, scale: str, seeds: list[int]
                                     options=row.options, training={**row.training, **(training or {})},
                                     weights=(weights or {}).get(row.method, {})), runs_dir)
                     for s in seeds]
+            if find_recorded:
+                runs = [r if read_result(r.folder) else (find_recorded_run(r, runs_dir) or r) for r in runs]
             cells.append(CellRuns(row, column, runs))
     return cells, not_run
 

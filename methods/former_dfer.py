@@ -79,10 +79,16 @@ class FormerDFERMethod(Method):
                             choices=_LOSS_OPTIONS["bmc_sigma"].choices),
     }
     pretrained_files = {"rgb": FORMER_DFER_FILE}
+    learning_recipe = {
+        "options": {"loss": "mse"}, "data": "nuisance_free", "asserted": False,
+        "why": "RGB only: at chance on 'tiny' in 6 CPU epochs (2.5 / 6.9 / 6.9 / -7.4 over four recipes); "
+               "seed-dependent (11.3 .. 87.8) on 'nuisance_free'; see benchmark/learning.py",
+    }
 
     def input_spec(self) -> InputSpec:
         """RGB only, with the ``rgb_normalisation`` option."""
-        return InputSpec(rgb=True, heatmap=False, rgb_normalisation=self.options["rgb_normalisation"])
+        return InputSpec(rgb=True, heatmap=False, rgb_normalisation=self.options["rgb_normalisation"],
+                         subclip_len=16, rgb_size=224)
 
     def build_model(self) -> FormerDFERRegressor:
         return FormerDFERRegressor(self.geometry, rgb_layout=self.options["rgb_layout"])

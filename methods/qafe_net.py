@@ -350,8 +350,15 @@ class QAFENetMethod(Method):
     }
     pretrained_files = {"rgb": FORMER_DFER_FILE, "heatmap": POSE_ONLY_FILE}
 
-    def __init__(self, options: Mapping[str, Any] | None = None, geometry: ClipGeometry | None = None) -> None:
-        super().__init__(options, geometry)
+    learning_recipe = {
+        "options": {"loss": "mse", "heatmap_mode": "official"}, "data": "tiny", "asserted": True,
+        "why": "the released code's JET heatmaps and MSE: with the paper's RGB-weighted heatmaps and learned BMC "
+               "sigma the same 6 Adam epochs gave test rho 17.1 (80.3 with these options, shuffled control -7.9)",
+    }
+
+    def __init__(self, options: Mapping[str, Any] | None = None, geometry: ClipGeometry | None = None,
+                 label_range: tuple[float, float] = (0.0, 4.0)) -> None:
+        super().__init__(options, geometry, label_range)
         if int(self.options["fusion_blocks"]) < 1:
             raise ConfigError(f"option fusion_blocks={self.options['fusion_blocks']!r} of method 'qafe_net' "
                               "must be >= 1")
@@ -364,7 +371,8 @@ class QAFENetMethod(Method):
         o = self.options
         return InputSpec(rgb=True, heatmap=True, rgb_normalisation=o["rgb_normalisation"],
                          heatmap_mode=o["heatmap_mode"], heatmap_sigma=float(o["heatmap_sigma"]),
-                         stream_sync=o["stream_sync"])
+                         stream_sync=o["stream_sync"], subclip_len=16, rgb_size=224, heatmap_size=56,
+                         heatmap_resize=64)
 
     def build_model(self) -> QAFENet:
         """A fresh :class:`QAFENet` at this method's geometry and options."""

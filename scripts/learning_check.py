@@ -11,12 +11,13 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from benchmark.learning import LEARNING_DATA, LEARNING_MARGIN, LEARNING_RECIPES, generate_learning_dataset, learning_check
+from benchmark.learning import LEARNING_DATA, LEARNING_MARGIN, generate_learning_dataset, learning_check, learning_recipes
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("methods", nargs="*", default=sorted(LEARNING_RECIPES))
+    recipes = learning_recipes()
+    ap.add_argument("methods", nargs="*", default=sorted(recipes))
     ap.add_argument("--data", choices=sorted(LEARNING_DATA), help="dataset variant (default: the recipe's)")
     ap.add_argument("--runs-dir", default=None, help="keep the runs here (default: a temporary folder)")
     ap.add_argument("--seed", type=int, default=0)
@@ -24,12 +25,12 @@ def main() -> None:
     root = Path(args.runs_dir) if args.runs_dir else Path(tempfile.mkdtemp(prefix="qafe-learning-"))
     print(f"margin asserted by the tests: {LEARNING_MARGIN:.0f} rho x 100 points; runs in {root}")
     for name in args.methods:
-        variant = args.data or LEARNING_RECIPES.get(name, {}).get("data", "tiny")
+        variant = args.data or recipes.get(name, {}).get("data", "tiny")
         data = generate_learning_dataset(root / f"data-{variant}", variant)
         c = learning_check(name, data, root / "runs", seed=args.seed)
         print(f"{name:12s} true {c['rho_x100']['none']:6.1f}  shuffled {c['rho_x100']['shuffled_labels']:6.1f}  "
               f"margin {c['margin']:6.1f}  {'pass' if c['passed'] else 'FAIL'}  data {variant}  "
-              f"{'' if LEARNING_RECIPES.get(name, {}).get('asserted') else '(not asserted in CI)  '}"
+              f"{'' if recipes.get(name, {}).get('asserted') else '(not asserted in CI)  '}"
               f"({c['wall_s']['none']:.0f} s + {c['wall_s']['shuffled_labels']:.0f} s)", flush=True)
 
 

@@ -9,6 +9,7 @@ label-shuffled control trained the same way.
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -17,21 +18,40 @@ import torch
 from benchmark import registry
 from benchmark.api import Method
 from benchmark.engine import _make_optimizer
-from benchmark.learning import LEARNING_MARGIN, LEARNING_RECIPES, generate_learning_dataset, learning_check
+from benchmark.learning import LEARNING_MARGIN, generate_learning_dataset, learning_check, learning_recipes
+from benchmark.protocols.pfed5 import CLIP_LEN
 from benchmark.scales import get_scale
 
 METHODS = sorted(registry.available())
+RECIPES = learning_recipes()
 
 
-def _batch(method: Method, batch: int, geometry) -> dict:
-    spec = method.input_spec()
-    g = torch.Generator().manual_seed(0)
+def _method(cls: type[Method], scale: str, options: dict | None = None) -> Method:
+    """The method at the geometry the harness resolves for ``scale`` (PFED5 clip length)."""
+    clip = get_scale(scale).resolve(cls(options or {}).input_spec(), CLIP_LEN)
+    return cls(options or {}, clip.geometry)
+
+
+def _inputs(method: Method, batch: int, seed: int) -> dict:
+    spec, geometry = method.input_spec(), method.geometry
+    g = torch.Generator().manual_seed(seed)
     out = {"label": torch.tensor([float(i % 5) for i in range(batch)])}
     if spec.rgb:
         out["rgb"] = torch.randn(batch, 3, geometry.clip_len, geometry.rgb_size, geometry.rgb_size, generator=g)
     if spec.heatmap:
         out["heatmap"] = torch.rand(batch, 3, geometry.clip_len, geometry.heatmap_size, geometry.heatmap_size,
                                     generator=g)
+    return out
+
+
+def _batch(method: Method, batch: int) -> dict:
+    """A batch as the harness builds it (with an exemplar per sample for contrastive methods)."""
+    out = _inputs(method, batch, 0)
+    if method.exemplars is not None:
+        ex = _inputs(method, batch, 1)
+        ex["label"] = torch.tensor([float((i + 2) % 5) for i in range(batch)])
+        ex["index"] = torch.arange(batch)
+        out["exemplar"] = ex
     return out
 
 
@@ -55,24 +75,37 @@ def test_registered_and_documented(method_cls):
 
 @pytest.mark.parametrize("scale,batch", [("tiny", 3), ("paper", 1)])
 def test_forward_shapes(method_cls, scale, batch):
-    """One prediction per clip, finite, at the tiny and at the paper geometry."""
-    g = get_scale(scale).geometry
-    m = method_cls({}, g)
+    """One finite score per clip, at the tiny and at the paper geometry, whatever the raw output is."""
+    m = _method(method_cls, scale)
+    torch.manual_seed(0)
     model = m.build_model().eval()
+    m.on_train_start(model, np.array([0.0, 1.0, 2.0, 4.0], np.float32))
     with torch.no_grad():
-        out = m.predict(model, _batch(m, batch, g))
+        out = m.predict(model, _batch(m, batch))
     assert out.shape == (batch,) and torch.isfinite(out).all()
 
 
+def test_paper_geometry_is_the_input_spec(method_cls):
+    """At the paper scale the harness feeds exactly the sizes the method declares."""
+    m = method_cls({})
+    spec = m.input_spec()
+    clip = get_scale("paper").resolve(spec, CLIP_LEN)
+    assert clip.geometry.subclip_len == spec.subclip_len and clip.geometry.rgb_size == spec.rgb_size
+    assert clip.geometry.clip_len == ((spec.clip_len or CLIP_LEN) // spec.subclip_len) * spec.subclip_len
+    assert clip.rgb_resize == (spec.rgb_resize or (256, 256))
+    tiny = get_scale("tiny").resolve(spec, CLIP_LEN)
+    assert tiny.geometry.rgb_size >= spec.min_rgb_size and tiny.geometry.subclip_len >= spec.min_subclip_len
+    assert min(tiny.rgb_resize) >= tiny.geometry.rgb_size
+
+
 def test_loss_is_finite_and_one_step_changes_the_weights(method_cls):
-    g = get_scale("tiny").geometry
-    m = method_cls({}, g)
+    m = _method(method_cls, "tiny")
     torch.manual_seed(0)
     model, loss_fn = m.build_model().train(), m.build_loss()
-    batch = _batch(m, 4, g)
+    batch = _batch(m, 4)
     m.on_train_start(model, batch["label"].numpy())
-    loss = loss_fn(m.predict(model, batch), batch["label"])
-    assert torch.isfinite(loss)
+    loss = m.loss(loss_fn, m.forward(model, batch), batch)
+    assert loss.dim() == 0 and torch.isfinite(loss)
     cfg = m.training_defaults()
     opt = _make_optimizer(m.param_groups(model, loss_fn, cfg), cfg)
     if not _trainable(model):
@@ -87,22 +120,36 @@ def test_loss_is_finite_and_one_step_changes_the_weights(method_cls):
 
 
 def test_model_file_round_trip(method_cls):
-    g = get_scale("tiny").geometry
-    m = method_cls({}, g)
+    m = _method(method_cls, "tiny")
     torch.manual_seed(1)
     model = m.build_model()
     m.on_train_start(model, np.array([0.0, 1.0, 4.0], np.float32))
     model.eval()
-    batch = _batch(m, 2, g)
+    batch = _batch(m, 2)
     buf = io.BytesIO()
     torch.save({"format": "qafe-bench-model", "state_dict": model.state_dict()}, buf)
     buf.seek(0)
     loaded = torch.load(buf, weights_only=True)
     torch.manual_seed(2)
-    fresh = method_cls({}, g).build_model().eval()
+    fresh_method = _method(method_cls, "tiny")
+    fresh = fresh_method.build_model().eval()
     fresh.load_state_dict(loaded["state_dict"], strict=True)
     with torch.no_grad():
-        assert torch.equal(m.predict(model, batch), method_cls({}, g).predict(fresh, batch))
+        assert torch.equal(m.predict(model, batch), fresh_method.predict(fresh, batch))
+
+
+@pytest.mark.parametrize("name", [n for n in METHODS if registry.get_method(n).exemplars is not None])
+def test_exemplar_methods_score_relative_to_the_exemplar(name):
+    """A contrastive method's decoded score moves with its exemplar's label (it is relative to it)."""
+    m = _method(registry.get_method(name), "tiny")
+    torch.manual_seed(0)
+    model = m.build_model().eval()
+    m.on_train_start(model, np.array([0.0, 1.0, 2.0, 3.0, 4.0], np.float32))
+    batch = _batch(m, 2)
+    shifted = {**batch, "exemplar": {**batch["exemplar"], "label": batch["exemplar"]["label"] + 1.0}}
+    with torch.no_grad():
+        a, b = m.predict(model, batch), m.predict(model, shifted)
+    assert not torch.allclose(a, b)
 
 
 # ------------------------------------------------------------------ learning
@@ -111,14 +158,17 @@ def test_model_file_round_trip(method_cls):
 # LEARNING_MARGIN (30) points. Recipes, dataset variants and their rationale:
 # benchmark/learning.py; re-measure with `python scripts/learning_check.py`.
 NON_LEARNERS = {"dummy"}  # predicts the training mean by design (tests/test_runs.py): rho undefined
+# The learning checks in the README's test run (the others: `tox -e learning`, which .ci/run also runs).
+FAST_LEARNING = set(os.environ.get("QAFE_BENCH_LEARNING", "qafe_net").split(",")) \
+    if os.environ.get("QAFE_BENCH_LEARNING") != "all" else set(RECIPES)
 
 
 def test_every_in_tree_method_has_a_learning_check():
     in_tree = {n for n in METHODS if registry.get_method(n).__module__.startswith("methods.")}
-    unchecked = in_tree - NON_LEARNERS - set(LEARNING_RECIPES)
-    assert not unchecked, "add the method to LEARNING_RECIPES with a recipe that learns"
+    unchecked = in_tree - NON_LEARNERS - set(RECIPES)
+    assert not unchecked, "give the method a learning_recipe that learns"
     # a recipe that CI does not assert says why
-    assert all(r["asserted"] or r.get("why") for r in LEARNING_RECIPES.values())
+    assert all(r["asserted"] or r.get("why") for r in RECIPES.values())
 
 
 @pytest.fixture(scope="session")
@@ -135,8 +185,8 @@ def learning_datasets(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(n for n, r in LEARNING_RECIPES.items() if r["asserted"]))
+@pytest.mark.parametrize("name", sorted(n for n, r in RECIPES.items() if r["asserted"] and n in FAST_LEARNING))
 def test_learns_severity_from_motion_beyond_shuffled_labels(name, learning_datasets, tmp_path):
-    check = learning_check(name, learning_datasets(LEARNING_RECIPES[name]["data"]), tmp_path / "runs")
+    check = learning_check(name, learning_datasets(RECIPES[name]["data"]), tmp_path / "runs")
     assert check["status"] == {"none": "ok", "shuffled_labels": "ok"}, check
     assert check["margin"] >= LEARNING_MARGIN, check["rho_x100"]

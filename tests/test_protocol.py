@@ -5,15 +5,20 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.api import ClipGeometry, InputSpec
+from benchmark.api import ClipGeometry, ExemplarSpec, InputSpec
 from benchmark.cards import load_card
 from benchmark.data.prepared import LandmarkScheme, PreparedDataset, PreparedWriter
-from benchmark.errors import SubjectLeakError
+from benchmark.errors import DataError, LabelError, SubjectLeakError
 from benchmark.protocols.pfed5 import (
-    ClipDataset, ClipSettings, centre_offset, check_subject_disjoint, expression_split, loop_clip_indices,
+    ClipDataset, centre_offset, check_subject_disjoint, eval_clip_indices, expression_split, loop_clip_indices,
     train_clip_indices, to_tensor,
 )
-from benchmark.protocols.pfed5 import test_clip_indices as eval_clip_indices  # not a test
+from benchmark.scales import ClipSettings, get_scale
+
+
+def _settings(geometry, frame=16, heatmap_resize=6, **inputs) -> ClipSettings:
+    return ClipSettings(geometry, rgb_resize=(frame, frame), heatmap_render=frame, heatmap_resize=heatmap_resize,
+                        inputs=InputSpec(**{"rgb": True, "heatmap": False, "rgb_normalisation": "unit", **inputs}))
 
 
 def test_loop_indices_restart_from_first_frame():
@@ -80,8 +85,7 @@ def test_clip_dataset_samples_the_frames_the_protocol_says(tmp_path):
     ds = _tiny_prepared(tmp_path)
     card = load_card("synthetic")
     train, test = expression_split(ds, card, "smile")
-    settings = ClipSettings(ClipGeometry(2, 4, 12, 4), frame_size=16, heatmap_resize=6,
-                            inputs=InputSpec(rgb=True, heatmap=False, rgb_normalisation="unit"))
+    settings = _settings(ClipGeometry(2, 4, 12, 4))
     te = ClipDataset(ds, test, settings, train=False)
     item = te[1]  # video v3 (20 frames): 8 evenly spaced frames
     red = (item["rgb"][0, :, 0, 0] * 255).round().int().tolist()
@@ -105,9 +109,7 @@ def test_flip_is_shared_between_streams_when_synchronised(tmp_path, monkeypatch)
     monkeypatch.setattr(hmod, "cached_heatmap_frames",
                         lambda dataset, vid, idx, **kw: dataset.frames(vid, idx), raising=False)
     for sync, expect_equal in (("flip", True), ("none", False)):
-        settings = ClipSettings(ClipGeometry(1, 4, 16, 16), frame_size=16, heatmap_resize=16,
-                                inputs=InputSpec(rgb=True, heatmap=True, rgb_normalisation="unit",
-                                                 stream_sync=sync))
+        settings = _settings(ClipGeometry(1, 4, 16, 16), heatmap_resize=16, heatmap=True, stream_sync=sync)
         tr = ClipDataset(ds, train, settings, train=True, reps=20, seed=3)
         same = []
         for i in range(len(tr)):
@@ -116,3 +118,134 @@ def test_flip_is_shared_between_streams_when_synchronised(tmp_path, monkeypatch)
             hm_left_bright = it["heatmap"][1, 0, 0, 0] > 0.5
             same.append(bool(rgb_left_bright == hm_left_bright))
         assert all(same) == expect_equal
+
+
+def _positional_prepared(tmp_path, size=16, n_frames=(12, 12, 12, 12), labels=(0, 1, 2, 3), subjects=None,
+                         splits=("train", "train", "test", "test")):
+    """Frames whose red channel is the column x and green channel the row y (times 10):
+    every crop window and flip can be read back from the pixels."""
+    scheme = LandmarkScheme("test_1", 1, {})
+    w = PreparedWriter(tmp_path / "pos", card="synthetic", crop_size=size, landmark_scheme=scheme,
+                       backend={"name": "test"})
+    yy, xx = np.mgrid[0:size, 0:size]
+    for v, n in enumerate(n_frames):
+        fr = np.zeros((n, size, size, 3), np.uint8)
+        fr[..., 0] = 10 * xx
+        fr[..., 1] = 10 * yy
+        fr[..., 2] = v
+        w.add_video(f"v{v}", fr, np.full((n, 1, 2), size / 2, np.float32), np.ones(n, bool),
+                    subject=(subjects or [f"s{i}" for i in range(len(n_frames))])[v], expression="smile",
+                    label=labels[v], split=splits[v], fps=25)
+    w.finalize()
+    return PreparedDataset(tmp_path / "pos")
+
+
+def _window(t: torch.Tensor) -> tuple[int, int, bool]:
+    """(y offset, x offset, flipped) of a crop of the positional frames ``(3, T, h, w)`` in [0, 1]."""
+    red = (t[0, 0] * 255 / 10).round().int()
+    green = (t[1, 0] * 255 / 10).round().int()
+    flipped = bool(red[0, 0] > red[0, -1])
+    return int(green[0, 0]), int(red[0, -1] if flipped else red[0, 0]), flipped
+
+
+def test_test_clips_are_centre_crops_and_never_flipped(tmp_path):
+    ds = _positional_prepared(tmp_path)
+    _, test = expression_split(ds, load_card("synthetic"), "smile")
+    settings = _settings(ClipGeometry(1, 4, 10, 4), heatmap_resize=6)
+    te = ClipDataset(ds, test, settings, train=False, seed=3)
+    for i in range(len(te)):
+        for epoch in (0, 5):
+            te.set_epoch(epoch)
+            assert _window(te[i]["rgb"]) == (3, 3, False)  # round((16 - 10) / 2) = 3 on both axes
+
+
+def test_train_crops_cover_every_offset_and_both_flips(tmp_path):
+    ds = _positional_prepared(tmp_path)
+    train, _ = expression_split(ds, load_card("synthetic"), "smile")
+    tr = ClipDataset(ds, train, _settings(ClipGeometry(1, 4, 14, 4)), train=True, reps=40, seed=1)
+    seen = {_window(tr[i]["rgb"]) for i in range(len(tr))}
+    assert {(y, x) for y, x, _ in seen} == {(y, x) for y in range(3) for x in range(3)}
+    assert {f for _, _, f in seen} == {True, False}
+
+
+def test_flip_crop_shares_the_crop_window_and_flip_shares_only_the_flip(tmp_path, monkeypatch):
+    ds = _positional_prepared(tmp_path)
+    train, _ = expression_split(ds, load_card("synthetic"), "smile")
+    import benchmark.data.heatmaps as hmod
+
+    monkeypatch.setattr(hmod, "cached_heatmap_frames",
+                        lambda dataset, vid, idx, **kw: dataset.frames(vid, idx), raising=False)
+    results = {}
+    for sync in ("flip_crop", "flip", "none"):
+        settings = _settings(ClipGeometry(1, 4, 12, 12), heatmap_resize=16, heatmap=True, stream_sync=sync)
+        tr = ClipDataset(ds, train, settings, train=True, reps=30, seed=2)
+        pairs = [(_window(it["rgb"]), _window(it["heatmap"])) for it in (tr[i] for i in range(len(tr)))]
+        results[sync] = pairs
+    assert all(a == b for a, b in results["flip_crop"])  # same window, same flip: identical streams
+    assert all(a[2] == b[2] for a, b in results["flip"]) and not all(a == b for a, b in results["flip"])
+    assert not all(a[2] == b[2] for a, b in results["none"])
+
+
+def test_expression_split_checks_subjects_of_all_expressions_and_labels(tmp_path):
+    card = load_card("synthetic")
+    ds = _positional_prepared(tmp_path / "leak", subjects=["p1", "p2", "p2", "p3"])
+    with pytest.raises(SubjectLeakError, match=r"'p2'.*train.*v1.*test.*v2"):
+        expression_split(ds, card, "smile")
+    bad = _positional_prepared(tmp_path / "label", labels=(0, 1, 9, 3))
+    with pytest.raises(LabelError, match=r"video v2"):
+        expression_split(bad, card, "smile")
+    ok = _positional_prepared(tmp_path / "ok")
+    train, test = expression_split(ok, card, "smile")
+    assert list(train["video_id"]) == ["v0", "v1"] and list(test["video_id"]) == ["v2", "v3"]
+    with pytest.raises(DataError, match="0 train and 0 test"):
+        expression_split(ok, card, "frown")
+
+
+def test_exemplars_come_from_the_training_partition_never_the_query(tmp_path):
+    """Training pairs never pair a video with itself; test voters are training videos, seeded."""
+    ds = _positional_prepared(tmp_path, n_frames=(12,) * 6, labels=(0, 1, 2, 3, 4, 0),
+                              splits=("train", "train", "train", "test", "test", "test"))
+    train, test = expression_split(ds, load_card("synthetic"), "smile")
+    settings = _settings(ClipGeometry(1, 4, 12, 4))
+    spec = ExemplarSpec(test_voters=4)
+    tr = ClipDataset(ds, train, settings, train=True, reps=30, seed=0, exemplar_pool=train, exemplars=spec)
+    drawn = set()
+    for i in range(len(tr)):
+        it = tr[i]
+        j = it["exemplar"]["index"]
+        assert train.iloc[j]["video_id"] != train.iloc[it["index"]]["video_id"]
+        assert it["exemplar"]["label"].item() == train.iloc[j]["label"]
+        # the exemplar's pixels are its own video's (blue channel = video number)
+        assert round(it["exemplar"]["rgb"][2, 0, 0, 0].item() * 255) == int(train.iloc[j]["video_id"][1:])
+        drawn.add((it["index"], j))
+    assert drawn == {(q, e) for q in range(3) for e in range(3) if q != e}  # every other training video
+    te = ClipDataset(ds, test, settings, train=False, seed=0, exemplar_pool=train, exemplars=spec)
+    again = ClipDataset(ds, test, settings, train=False, seed=0, exemplar_pool=train, exemplars=spec)
+    other = ClipDataset(ds, test, settings, train=False, seed=1, exemplar_pool=train, exemplars=spec)
+    test_ids = set(test["video_id"])
+    for row in range(len(te)):
+        assert np.array_equal(te.voters(row), again.voters(row))  # reproducible
+        for k in range(spec.test_voters):
+            te.set_voter(k)
+            ex = te[row]["exemplar"]
+            assert train.iloc[ex["index"]]["video_id"] not in test_ids
+    assert any(not np.array_equal(te.voters(r), other.voters(r)) for r in range(len(te)))  # the seed matters
+    with pytest.raises(DataError, match="at least 2 training videos"):
+        ClipDataset(ds, train.iloc[:1], settings, train=True, exemplar_pool=train.iloc[:1], exemplars=spec)
+
+
+def test_tiny_scale_shrinks_every_method_input_the_same_way():
+    tiny, paper = get_scale("tiny"), get_scale("paper")
+    qafe = InputSpec(heatmap=True)
+    assert paper.resolve(qafe, 80).to_json() == {"geometry": {"n_subclips": 5, "subclip_len": 16, "rgb_size": 224,
+                                                             "heatmap_size": 56}, "rgb_resize": [256, 256],
+                                                "heatmap_render": 256, "heatmap_resize": 64}
+    assert tiny.resolve(qafe, 80).to_json() == {"geometry": {"n_subclips": 2, "subclip_len": 8, "rgb_size": 40,
+                                                            "heatmap_size": 14}, "rgb_resize": [48, 48],
+                                               "heatmap_render": 48, "heatmap_resize": 16}
+    c3d = InputSpec(rgb_size=112, rgb_resize=(171, 128), min_rgb_size=112, min_subclip_len=16)
+    assert paper.resolve(c3d, 80).rgb_resize == (171, 128)
+    t = tiny.resolve(c3d, 80)
+    assert (t.geometry.rgb_size, t.geometry.subclip_len, t.rgb_resize) == (112, 16, (112, 112))
+    assert paper.resolve(InputSpec(subclip_len=16), 144).geometry.n_subclips == 9  # UNBC: 144 frames
+    assert paper.resolve(InputSpec(subclip_len=16, clip_len=16), 80).geometry.n_subclips == 1

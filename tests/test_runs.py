@@ -150,3 +150,194 @@ def test_interrupted_run_resumes_from_its_checkpoint(small_prepared, tmp_path, m
     b = pd.read_csv(fresh.folder / "predictions.csv")["prediction"]
     assert np.allclose(a, b, atol=1e-5)
     assert res2["metrics"]["final"]["mae"] == pytest.approx(res["metrics"]["final"]["mae"], abs=1e-5)
+
+
+# ------------------------------------------------------------- run ids: what changes results, and what does not
+def test_run_id_changes_with_every_field_that_changes_results(small_prepared, tmp_path):
+    from conftest import make_prepared
+
+    base = dict(method="tiny_linear", dataset=small_prepared.root, expression="smile")
+    ref = resolve(RunSpec(**base), tmp_path).run_id
+    w1, w2 = tmp_path / "w1.pth", tmp_path / "w2.pth"
+    w1.write_bytes(b"one")
+    w2.write_bytes(b"two")
+    other_data = make_prepared(tmp_path / "other", seed=1)  # same layout, other pixels: other content hash
+    variants = {
+        "option": RunSpec(**base, options={"explode": True}),
+        "training lr": RunSpec(**base, training={"lr": 0.05}),
+        "training epochs": RunSpec(**base, training={"epochs": 4}),
+        "training lr_step": RunSpec(**base, training={"lr_step": 2}),
+        "training reps": RunSpec(**base, training={"reps_per_epoch": 3}),
+        "training eval_every": RunSpec(**base, training={"eval_every": 2}),
+        "seed": RunSpec(**base, seed=1),
+        "scale": RunSpec(**base, scale="paper"),
+        "control": RunSpec(**base, control="shuffled_labels"),
+        "dataset content": RunSpec(**{**base, "dataset": other_data.root}),
+    }
+    ids = {name: resolve(spec, tmp_path).run_id for name, spec in variants.items()}
+    assert all(v != ref for v in ids.values()), {k: v for k, v in ids.items() if v == ref}
+    assert len(set(ids.values())) == len(ids)
+    # pretrained files count by content, not by path or name
+    registry.register("tiny_weights", type("TinyWeights", (TinyLinear,), {"name": "tiny_weights",
+                                                                           "pretrained_files": {"rgb": "w.pth"}}))
+    try:
+        wb = dict(base, method="tiny_weights")
+        a = resolve(RunSpec(**wb, weights={"rgb": w1}), tmp_path)
+        b = resolve(RunSpec(**wb, weights={"rgb": w2}), tmp_path)
+        none = resolve(RunSpec(**wb), tmp_path)
+        assert len({a.run_id, b.run_id, none.run_id}) == 3
+        moved = tmp_path / "elsewhere" / "w.pth"
+        moved.parent.mkdir()
+        moved.write_bytes(b"one")
+        assert resolve(RunSpec(**wb, weights={"rgb": moved}), tmp_path).run_id == a.run_id
+    finally:
+        registry.unregister("tiny_weights")
+
+
+def test_run_id_ignores_what_cannot_change_results(small_prepared, tmp_path):
+    import shutil
+
+    base = dict(method="tiny_linear", dataset=small_prepared.root, expression="smile")
+    ref = resolve(RunSpec(**base), tmp_path)
+    assert resolve(RunSpec(**base, training={"num_workers": 2}), tmp_path).run_id == ref.run_id
+    copy = shutil.copytree(small_prepared.root, tmp_path / "copy")
+    assert resolve(RunSpec(**{**base, "dataset": copy}), tmp_path).run_id == ref.run_id
+    assert resolve(RunSpec(**base, options={"explode": False}), tmp_path).run_id == ref.run_id  # = the default
+    assert resolve(RunSpec(**base), tmp_path / "other_runs").run_id == ref.run_id
+
+
+# ------------------------------------------------------------- the data path through the engine
+class _Recorder(TinyLinear):
+    """TinyLinear that records the (video row, label) pairs of every training batch."""
+
+    name = "recorder"
+    seen: list = []
+
+    def loss(self, loss_fn, output, batch):
+        _Recorder.seen.extend(zip(batch["index"].tolist(), batch["label"].tolist()))
+        return super().loss(loss_fn, output, batch)
+
+
+def test_shuffled_label_control_permutes_labels_across_training_videos(tmp_path):
+    from conftest import make_prepared
+
+    ds = make_prepared(tmp_path / "ds", videos=20)
+    train = ds.videos.query("split == 'train' and expression == 'smile'").reset_index(drop=True)
+    registry.register("recorder", _Recorder)
+    try:
+        pairs = {}
+        for control in ("none", "shuffled_labels"):
+            _Recorder.seen = []
+            run = resolve(RunSpec("recorder", ds.root, "smile", control=control, training={"epochs": 1}), tmp_path)
+            assert execute(run, progress=False, log=lambda s: None)["status"] == "ok"
+            pairs[control] = dict(_Recorder.seen)
+    finally:
+        registry.unregister("recorder")
+    true = {i: float(v) for i, v in enumerate(train["label"])}
+    assert pairs["none"] == true
+    shuffled = pairs["shuffled_labels"]
+    assert sorted(shuffled.values()) == sorted(true.values())  # the same labels ...
+    assert sum(shuffled[i] != true[i] for i in true) >= len(true) // 2  # ... on other videos
+
+
+def test_a_subject_leak_or_bad_label_fails_the_run_and_names_it(tmp_path):
+    from benchmark.data.prepared import LandmarkScheme, PreparedWriter
+
+    def dataset(name, subjects, labels):
+        w = PreparedWriter(tmp_path / name, card="synthetic", crop_size=8,
+                           landmark_scheme=LandmarkScheme("test_1", 1, {}), backend={"name": "test"})
+        for v, (s, lab) in enumerate(zip(subjects, labels)):
+            w.add_video(f"v{v}", np.zeros((6, 8, 8, 3), np.uint8), np.full((6, 1, 2), 4, np.float32),
+                        np.ones(6, bool), subject=s, expression="smile", label=lab,
+                        split="train" if v < 2 else "test", fps=25)
+        w.finalize()
+        return tmp_path / name
+
+    leak = resolve(RunSpec("tiny_linear", dataset("leak", ["a", "b", "b", "c"], [0, 1, 2, 3]), "smile"), tmp_path)
+    res = execute(leak, progress=False, log=lambda s: None)
+    assert res["status"] == "failed" and res["error"]["type"] == "SubjectLeakError" and "'b'" in res["error"]["message"]
+    bad = resolve(RunSpec("tiny_linear", dataset("label", ["a", "b", "c", "d"], [0, 1, 7, 3]), "smile"), tmp_path)
+    res = execute(bad, progress=False, log=lambda s: None)
+    assert res["status"] == "failed" and res["error"]["type"] == "LabelError" and "video v2" in res["error"]["message"]
+    assert not (bad.folder / "predictions.csv").exists()
+
+
+def test_step_schedule_learning_rates_by_epoch(small_prepared, tmp_path):
+    run = resolve(RunSpec("tiny_linear", small_prepared.root, "smile",
+                          training={"epochs": 5, "lr": 0.1, "lr_step": 2, "lr_gamma": 0.5}), tmp_path)
+    res = execute(run, progress=False, log=lambda s: None)
+    assert [e["lr"] for e in res["epochs"]] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
+    flat = resolve(RunSpec("tiny_linear", small_prepared.root, "smile", training={"epochs": 3, "lr_step": 0}),
+                   tmp_path)
+    assert [e["lr"] for e in execute(flat, progress=False, log=lambda s: None)["epochs"]] == pytest.approx([0.1] * 3)
+
+
+def test_a_group_marked_no_decay_keeps_its_rate(small_prepared, tmp_path):
+    """QAFE-Net's learned BMC sigma group ("decay": False) is never decayed by the step schedule."""
+    from methods.qafe_net import param_groups_with_sigma
+    from benchmark.engine import _make_optimizer, _step_schedule
+    from benchmark.losses import BMCLoss
+
+    cfg = TrainingConfig(optimizer="sgd", lr=0.1, lr_step=1, lr_gamma=0.5)
+    groups = param_groups_with_sigma(nn.Linear(2, 1), BMCLoss(learn_sigma=True), cfg)
+    opt = _make_optimizer(groups, cfg)
+    sched = _step_schedule(opt, groups, cfg)
+    rates = []
+    for _ in range(3):
+        rates.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    assert rates == [pytest.approx([0.1, 1e-2]), pytest.approx([0.05, 1e-2]), pytest.approx([0.025, 1e-2])]
+
+
+def test_both_model_selection_rules(tmp_path):
+    """final = the last evaluated epoch; test-selected = the epoch of the HIGHEST test rho."""
+    from benchmark.engine import _test_selected
+    from benchmark.tables import _cell_value
+
+    labels = [0, 1, 2, 3, 4]
+    # rho = 1 - 6 sum(d^2) / (n (n^2 - 1)), n = 5
+    preds = {1: [4, 3, 2, 1, 0],      # reversed: rho -100 (the minimum)
+             2: [0, 1, 2, 4, 3],      # one adjacent swap, sum d^2 = 2: rho 90 (the best, not the last)
+             3: [1, 0, 3, 2, 4]}      # two swaps, sum d^2 = 4: rho 80 (the final epoch)
+    ev = pd.concat([pd.DataFrame({"epoch": e, "video_id": [f"v{i}" for i in range(5)], "label": labels,
+                                  "prediction": p}) for e, p in preds.items()])
+    sel = _test_selected(ev)
+    assert sel["epoch"] == 2 and sel["rho_x100"] == pytest.approx(90.0)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    ev.to_csv(folder / "eval_history.csv", index=False)
+    pd.DataFrame({"label": labels, "prediction": preds[3]}).to_csv(folder / "predictions.csv", index=False)
+    assert _cell_value(folder, "test_selected", "rho_x100") == pytest.approx(90.0)
+    assert _cell_value(folder, "final", "rho_x100") == pytest.approx(80.0)
+
+
+def test_report_without_weights_finds_the_runs_reproduce_made_with_weights(small_prepared, tmp_path):
+    """`qafe-bench report` as the README writes it (no --weights) must find runs made with --weights."""
+    from dataclasses import replace as dc_replace
+
+    from benchmark.tables import expand
+
+    cls = type("TinyWeights", (TinyLinear,), {"name": "tiny_weights", "pretrained_files": {"rgb": "w.pth"},
+                                              "load_pretrained": lambda self, model, files: {"rgb": "read"}})
+    registry.register("tiny_weights", cls)
+    try:
+        (tmp_path / "weights").mkdir()
+        (tmp_path / "weights" / "w.pth").write_bytes(b"weights")
+        spec = dc_replace(load_spec("table2"), rows=[TableRow("QAFE-Net", "tiny_weights")], columns=["smile"])
+        runs_dir = tmp_path / "runs"
+        with_w, _ = expand(spec, small_prepared.root, scale="tiny", seeds=[0], runs_dir=runs_dir,
+                           weights={"tiny_weights": {"rgb": tmp_path / "weights" / "w.pth"}})
+        made = with_w[0].runs[0]
+        assert execute(made, progress=False, log=lambda s: None)["status"] == "ok"
+        plain, _ = expand(spec, small_prepared.root, scale="tiny", seeds=[0], runs_dir=runs_dir)
+        assert plain[0].runs[0].folder != made.folder  # the id hashes the weights ...
+        found, _ = expand(spec, small_prepared.root, scale="tiny", seeds=[0], runs_dir=runs_dir, find_recorded=True)
+        assert found[0].runs[0].folder == made.folder  # ... and report finds the recorded run anyway
+        df = build_table(spec, found, [], "final")
+        assert df[df["column"] == "smile"].iloc[0]["n_ok"] == 1
+        # a run that differs in anything else (here the seed) is never substituted
+        other, _ = expand(spec, small_prepared.root, scale="tiny", seeds=[1], runs_dir=runs_dir, find_recorded=True)
+        assert other[0].runs[0].folder != made.folder
+    finally:
+        registry.unregister("tiny_weights")

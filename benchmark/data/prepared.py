@@ -391,6 +391,13 @@ class PreparedDataset:
         self.frame_format: str = self.manifest["frame_format"]
         self.card_name: str = self.manifest["card"]
 
+    def crop_spec(self) -> dict:
+        """The face-crop settings the frames were made with (``manifest["prepare"]["crop"]``:
+        size, mode, margin, ...), or ``{"size": crop_size}`` for data drawn directly at
+        that size (synthetic). ``qafe-bench score`` crops a new video the same way."""
+        crop = (self.manifest.get("prepare") or {}).get("crop")
+        return dict(crop) if crop else {"size": self.crop_size}
+
     @property
     def num_points(self) -> int:
         """K, the number of stored landmark points."""

@@ -20,20 +20,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import pandas as pd
 import torch
 
-from ..api import ClipGeometry, InputSpec
+from ..api import NORMALISATIONS, ExemplarSpec
 from ..cards import DatasetCard
 from ..data.prepared import PreparedDataset
 from ..errors import DataError, SubjectLeakError
+from ..scales import ClipSettings
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+#: Frames per clip at the paper scale (official main_PFED5.py ``clip_len`` 80 = 5 x 16).
+CLIP_LEN = 80
 
 
 # ---------------------------------------------------------------- frame sampling
@@ -66,7 +66,7 @@ def train_clip_indices(num_frames: int, clip_len: int, rng: np.random.Generator)
     return np.arange(start, start + clip_len, dtype=np.int64)
 
 
-def test_clip_indices(num_frames: int, clip_len: int) -> np.ndarray:
+def eval_clip_indices(num_frames: int, clip_len: int) -> np.ndarray:
     """A test clip: ``clip_len`` evenly spaced frames,
     ``np.linspace(0, n - 1, clip_len).astype(int32)`` (floored), or the loop for short videos.
 
@@ -126,11 +126,12 @@ def expression_split(dataset: PreparedDataset, card: DatasetCard, expression: st
 
 
 # ------------------------------------------------------------------ transforms
-def _resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """(T, H, W, 3) uint8 -> (T, size, size, 3), area interpolation (anti-aliased)."""
-    if frames.shape[1] == size and frames.shape[2] == size:
+def _resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, size[1], size[0], 3) for ``size = (W, H)``, area interpolation (anti-aliased)."""
+    w, h = size
+    if frames.shape[1] == h and frames.shape[2] == w:
         return frames
-    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+    return np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
 
 
 def _crop_flip(frames: np.ndarray, size: int, offset: tuple[int, int], flip: bool) -> np.ndarray:
@@ -145,31 +146,21 @@ def centre_offset(full: int, size: int) -> int:
 
 
 def to_tensor(frames: np.ndarray, normalisation: str | None) -> torch.Tensor:
-    """(T, H, W, 3) uint8 -> (3, T, H, W) float32 in [0, 1], then ImageNet mean/std when
-    ``normalisation == "imagenet"`` (torchvideotransforms ClipToTensor + Normalize)."""
-    x = frames.astype(np.float32) / 255.0
-    if normalisation == "imagenet":
-        x = (x - IMAGENET_MEAN) / IMAGENET_STD
-    elif normalisation not in (None, "unit"):
-        raise ValueError(f"unknown normalisation {normalisation!r}")
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(3, 0, 1, 2)))
+    """(T, H, W, 3) uint8 -> (3, T, H, W) float32 in [0, 1], then ``(x - mean) / std`` of
+    :data:`benchmark.api.NORMALISATIONS` (torchvideotransforms ClipToTensor + Normalize);
+    ``None`` / ``"unit"``: [0, 1] only.
 
-
-@dataclass(frozen=True)
-class ClipSettings:
-    """Everything the clip pipeline needs (from scale, protocol and method).
-
-    Attributes:
-        geometry: clip geometry (clip length, crop sizes).
-        frame_size: prepared crops are resized to this size first (256 paper, no-op).
-        heatmap_resize: heatmap frames are resized to this before cropping (64).
-        inputs: the method's input spec.
+    Raises:
+        ValueError: an unknown normalisation.
     """
-
-    geometry: ClipGeometry
-    frame_size: int
-    heatmap_resize: int
-    inputs: InputSpec
+    x = frames.astype(np.float32) / 255.0
+    if normalisation is not None:
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(f"unknown normalisation {normalisation!r}; choose one of {', '.join(NORMALISATIONS)}")
+        ms = NORMALISATIONS[normalisation]
+        if ms is not None:
+            x = (x - np.asarray(ms[0], np.float32)) / np.asarray(ms[1], np.float32)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(3, 0, 1, 2)))
 
 
 class ClipDataset(torch.utils.data.Dataset):
@@ -178,19 +169,33 @@ class ClipDataset(torch.utils.data.Dataset):
     Args:
         dataset: the prepared dataset.
         videos: rows of ``videos.csv`` (from :func:`expression_split`).
-        settings: clip settings.
+        settings: clip settings (:meth:`benchmark.scales.Scale.resolve`).
         train: training sampling and augmentation (else deterministic test clips).
         reps: samples per video per epoch (training: ``reps_per_epoch``; test: 1).
         seed: base seed; item ``i`` of epoch ``e`` draws from
             ``default_rng([seed, e, i])`` so results do not depend on worker count.
+        exemplar_pool: the TRAINING partition (rows of ``videos.csv``) exemplars are
+            drawn from, for a method with :attr:`~benchmark.api.Method.exemplars`.
+            Training: one exemplar per item, never the item's own video. Test: voter
+            ``k`` (:meth:`set_voter`) of test video ``j`` is row
+            ``voters(j)[k]``, a seeded draw without replacement (with replacement only
+            when the pool is smaller than the voter count).
+        exemplars: the method's :class:`~benchmark.api.ExemplarSpec` (required with a pool).
 
     Items are dicts: ``rgb`` ``(3, T, rgb_size, rgb_size)`` float32, ``heatmap``
     ``(3, T, heatmap_size, heatmap_size)`` float32 in [0, 1] (each only if the
-    method needs it), ``label`` float32 scalar, ``index`` (row in ``videos``).
+    method needs it), ``label`` float32 scalar, ``index`` (row in ``videos``) and,
+    with exemplars, ``exemplar``: the same inputs of the exemplar clip plus its
+    ``label`` and ``index`` (row in ``exemplar_pool``). Exemplar clips are sampled
+    like the item (training: random clip and augmentation; test: the test clip).
+
+    Raises:
+        DataError: exemplars asked for with an empty pool, or crops larger than frames.
     """
 
     def __init__(self, dataset: PreparedDataset, videos: pd.DataFrame, settings: ClipSettings, *,
-                 train: bool, reps: int = 1, seed: int = 0) -> None:
+                 train: bool, reps: int = 1, seed: int = 0, exemplar_pool: pd.DataFrame | None = None,
+                 exemplars: ExemplarSpec | None = None) -> None:
         self.dataset = dataset
         self.videos = videos.reset_index(drop=True)
         self.settings = settings
@@ -198,50 +203,94 @@ class ClipDataset(torch.utils.data.Dataset):
         self.reps = max(1, int(reps)) if train else 1
         self.seed = int(seed)
         self.epoch = 0
+        self.voter = 0
+        self.exemplars = exemplars
+        self.pool = None if exemplar_pool is None else exemplar_pool.reset_index(drop=True)
+        if self.pool is not None:
+            if exemplars is None:
+                raise DataError("an exemplar pool needs the method's ExemplarSpec")
+            if train and len(self.pool) < 2:
+                raise DataError(f"{len(self.pool)} training video(s): an exemplar other than the query itself "
+                                "needs at least 2 training videos")
+            if len(self.pool) == 0:
+                raise DataError("no training video to draw exemplars from")
+        g = settings.geometry
+        w, h = settings.rgb_resize
+        if settings.inputs.rgb and (g.rgb_size > w or g.rgb_size > h):
+            raise DataError(f"RGB crop {g.rgb_size} larger than the resized frames {w}x{h}")
+        if settings.inputs.heatmap and g.heatmap_size > settings.heatmap_resize:
+            raise DataError(f"heatmap crop {g.heatmap_size} larger than the resized heatmaps {settings.heatmap_resize}")
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose random draws :meth:`__getitem__` uses."""
         self.epoch = int(epoch)
 
+    def set_voter(self, voter: int) -> None:
+        """Select which of each test video's exemplar voters :meth:`__getitem__` returns."""
+        self.voter = int(voter)
+
+    def voters(self, row: int) -> np.ndarray:
+        """Pool rows of the exemplar voters of test item ``row``: ``(test_voters,)`` int64,
+        seeded by ``(seed, row)`` only (the same for every epoch and voter)."""
+        k = self.exemplars.test_voters
+        rng = np.random.default_rng([self.seed, 104729, row])
+        return rng.choice(len(self.pool), size=k, replace=len(self.pool) < k).astype(np.int64)
+
     def __len__(self) -> int:
         return len(self.videos) * self.reps
 
+    def _train_exemplar(self, row: pd.Series, rng: np.random.Generator) -> int:
+        own = np.flatnonzero(self.pool["video_id"].to_numpy() == row["video_id"])
+        j = int(rng.integers(0, len(self.pool) - len(own)))
+        for o in own:  # skip the query's own video (it is in the pool: both are the training partition)
+            if j >= o:
+                j += 1
+        return j
+
     def __getitem__(self, i: int) -> dict:
         row = self.videos.iloc[i % len(self.videos)]
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        item = self._clip(row, rng)
+        item["index"] = i % len(self.videos)
+        if self.pool is not None:
+            j = self._train_exemplar(row, rng) if self.train else int(self.voters(i % len(self.videos))[self.voter])
+            ex = self._clip(self.pool.iloc[j], rng)
+            ex["index"] = j
+            item["exemplar"] = ex
+        return item
+
+    def _clip(self, row: pd.Series, rng: np.random.Generator) -> dict:
         vid = row["video_id"]
         s = self.settings
         g = s.geometry
         n = int(row["num_frames"])
-        rng = np.random.default_rng([self.seed, self.epoch, i])
-        idx = train_clip_indices(n, g.clip_len, rng) if self.train else test_clip_indices(n, g.clip_len)
+        idx = train_clip_indices(n, g.clip_len, rng) if self.train else eval_clip_indices(n, g.clip_len)
         flip_rgb = bool(rng.random() < 0.5) if self.train else False
         flip_hm = flip_rgb if s.inputs.stream_sync in ("flip", "flip_crop") else (
             bool(rng.random() < 0.5) if self.train else False)
-        item: dict = {"label": torch.tensor(float(row["label"]), dtype=torch.float32), "index": i % len(self.videos)}
-
-        span_rgb = s.frame_size - g.rgb_size
+        item: dict = {"label": torch.tensor(float(row["label"]), dtype=torch.float32)}
+        w, h = s.rgb_resize
+        span_y, span_x = h - g.rgb_size, w - g.rgb_size
         span_hm = s.heatmap_resize - g.heatmap_size
-        if span_rgb < 0 or span_hm < 0:
-            raise DataError(f"crop {g.rgb_size}/{g.heatmap_size} larger than frames {s.frame_size}/{s.heatmap_resize}")
         if self.train:
-            off_rgb = (int(rng.integers(0, span_rgb + 1)), int(rng.integers(0, span_rgb + 1)))
+            off_rgb = (int(rng.integers(0, span_y + 1)), int(rng.integers(0, span_x + 1)))
             if s.inputs.stream_sync == "flip_crop":
-                ratio = s.heatmap_resize / s.frame_size
-                off_hm = (min(span_hm, int(round(off_rgb[0] * ratio))), min(span_hm, int(round(off_rgb[1] * ratio))))
+                off_hm = (min(span_hm, int(round(off_rgb[0] * s.heatmap_resize / h))),
+                          min(span_hm, int(round(off_rgb[1] * s.heatmap_resize / w))))
             else:
                 off_hm = (int(rng.integers(0, span_hm + 1)), int(rng.integers(0, span_hm + 1)))
         else:
-            off_rgb = (centre_offset(s.frame_size, g.rgb_size),) * 2
+            off_rgb = (centre_offset(h, g.rgb_size), centre_offset(w, g.rgb_size))
             off_hm = (centre_offset(s.heatmap_resize, g.heatmap_size),) * 2
 
         if s.inputs.rgb:
-            frames = _resize_frames(self.dataset.frames(vid, idx), s.frame_size)
+            frames = _resize_frames(self.dataset.frames(vid, idx), s.rgb_resize)
             item["rgb"] = to_tensor(_crop_flip(frames, g.rgb_size, off_rgb, flip_rgb), s.inputs.rgb_normalisation)
         if s.inputs.heatmap:
             from ..data.heatmaps import cached_heatmap_frames
 
             hm = cached_heatmap_frames(self.dataset, vid, idx, mode=s.inputs.heatmap_mode,
-                                       sigma=s.inputs.heatmap_sigma, size=s.frame_size)
-            hm = _resize_frames(hm, s.heatmap_resize)
+                                       sigma=s.inputs.heatmap_sigma, size=s.heatmap_render)
+            hm = _resize_frames(hm, (s.heatmap_resize, s.heatmap_resize))
             item["heatmap"] = to_tensor(_crop_flip(hm, g.heatmap_size, off_hm, flip_hm), None)
         return item

@@ -50,6 +50,12 @@ ORIGINAL_SOURCES: dict[str, str] = {
 }
 
 
+def register_sources(sources: Mapping[str, str]) -> None:
+    """Add original file name -> source lines to :data:`ORIGINAL_SOURCES` (each
+    backbone module registers its own files when imported)."""
+    ORIGINAL_SOURCES.update(sources)
+
+
 class RecorderMeter:
     """Inert stand-in for the training scripts' ``__main__.RecorderMeter``.
 

@@ -54,3 +54,135 @@ def test_mae_rmse_hand_worked():
     assert rmse(y, p) == pytest.approx(math.sqrt(10 / 3))
     m = regression_metrics(y, p)
     assert m["n"] == 3 and m["mae"] == pytest.approx(4 / 3)
+
+
+# ---- hand-worked cases that pin the exact numbers (added for mutation testing) ----------
+
+
+def test_spearman_ties_in_both_vectors_hand_ranked():
+    # labels 1, 1, 2, 3      -> average ranks 1.5, 1.5, 3, 4
+    # predictions 2, 1, 1, 3 -> average ranks 3, 1.5, 1.5, 4
+    # centred (mean 2.5): x = (-1, -1, .5, 1.5), y = (.5, -1, -1, 1.5)
+    # sum xy = -.5 + 1 - .5 + 2.25 = 2.25; sum x^2 = sum y^2 = 4.5 -> rho = 0.5 -> 50
+    # (the tie-free shortcut 1 - 6 sum d^2 / (n (n^2 - 1)) would give 1 - 6 * 4.5 / 60 = 55)
+    assert spearman_rho_x100([1, 1, 2, 3], [2.0, 1.0, 1.0, 3.0]) == pytest.approx(50.0, abs=1e-9)
+
+
+def test_spearman_is_symmetric_and_rank_based():
+    y = [0, 1, 1, 2]
+    p = [0.1, 0.4, 0.2, 0.9]
+    expected = 100 * 4.5 / math.sqrt(4.5 * 5.0)  # see test_spearman_hand_worked_with_ties
+    # a monotone transform of the predictions does not change rho
+    assert spearman_rho_x100(y, [math.exp(10 * v) for v in p]) == pytest.approx(expected, abs=1e-9)
+    # negating the predictions flips the sign
+    assert spearman_rho_x100(y, [-v for v in p]) == pytest.approx(-expected, abs=1e-9)
+
+
+def test_spearman_two_videos_is_defined():
+    # n = 2 is the smallest defined case: +-100
+    assert spearman_rho_x100([0, 4], [1.0, 2.0]) == pytest.approx(100.0)
+    assert spearman_rho_x100([0, 4], [2.0, 1.0]) == pytest.approx(-100.0)
+
+
+def test_spearman_nan_rules():
+    assert math.isnan(spearman_rho_x100([2, 2, 2], [0.1, 0.5, 0.9]))  # constant labels
+    assert math.isnan(spearman_rho_x100([], []))
+    # a returned NaN is a float, not an exception
+    assert isinstance(spearman_rho_x100([1, 2], [3, 3]), float)
+    with pytest.raises(ValueError, match="diverged"):
+        spearman_rho_x100([0, 1, 2], [0.0, float("inf"), 1.0])
+    with pytest.raises(ValueError, match="diverged"):
+        spearman_rho_x100([0, 1, 2], [0.0, -float("inf"), 1.0])
+    # (N, 1) predictions are flattened, not rejected
+    assert spearman_rho_x100([0, 1, 2], [[0.0], [1.0], [2.0]]) == pytest.approx(100.0)
+
+
+def test_avg_corr_hand_and_nan_rules():
+    # (80 + 60 + 10) / 3 = 50
+    assert avg_corr([80.0, 60.0, 10.0]) == pytest.approx(50.0)
+    assert avg_corr(iter([40.0, -20.0])) == pytest.approx(10.0)  # any iterable
+    assert math.isnan(avg_corr([]))
+    assert math.isnan(avg_corr([float("nan"), 70.0]))
+
+
+def test_fisher_z_hand_worked():
+    # rho 0.6 and 0.2: exp(2 atanh r) = (1 + r) / (1 - r) = 4 and 1.5, so exp(2 mean z) = sqrt(6)
+    # tanh(mean z) = (sqrt 6 - 1) / (sqrt 6 + 1) = 1.4494897 / 3.4494897 = 0.4202041 -> 42.02041
+    assert fisher_z_avg_corr([60.0, 20.0]) == pytest.approx(42.02041, abs=1e-5)
+    # a single value is returned unchanged; symmetric values average to 0
+    assert fisher_z_avg_corr([37.0]) == pytest.approx(37.0)
+    assert fisher_z_avg_corr([50.0, -50.0]) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_fisher_z_clips_perfect_correlations_and_nan_rules():
+    # +-100 are clipped to +-99.999 (atanh finite): the mean of two clipped values is the clip itself
+    assert fisher_z_avg_corr([100.0, 100.0]) == pytest.approx(99.999, abs=1e-9)
+    assert fisher_z_avg_corr([-100.0, -100.0]) == pytest.approx(-99.999, abs=1e-9)
+    assert math.isfinite(fisher_z_avg_corr([100.0, 0.0]))
+    # 100 clipped to 0.99999: exp(2 z) = 1.99999 / 0.00001 = 199999; with 0: exp(2 mean z) = sqrt(199999)
+    # = 447.21248 -> tanh = 446.21248 / 448.21248 = 0.9955378 -> 99.55378
+    assert fisher_z_avg_corr([100.0, 0.0]) == pytest.approx(99.55378, abs=1e-4)
+    assert math.isnan(fisher_z_avg_corr([]))
+    assert math.isnan(fisher_z_avg_corr([50.0, float("nan")]))
+
+
+def test_mae_rmse_second_hand_example():
+    # labels 10, 0, 5, 5; predictions 7, 1, 5, 9 -> errors -3, 1, 0, 4
+    # MAE = (3 + 1 + 0 + 4) / 4 = 2;  RMSE = sqrt((9 + 1 + 0 + 16) / 4) = sqrt(6.5) = 2.5495098
+    y = [10, 0, 5, 5]
+    p = [7, 1, 5, 9]
+    assert mae(y, p) == pytest.approx(2.0)
+    assert rmse(y, p) == pytest.approx(math.sqrt(6.5))
+    assert rmse(y, p) > mae(y, p)  # RMSE >= MAE always; strictly here (unequal errors)
+    assert mae(y, y) == 0.0 and rmse(y, y) == 0.0
+
+
+def test_regression_metrics_all_keys_hand_worked():
+    y = [0, 2, 4]
+    p = [1, 2, 1]  # errors 1, 0, -3; ranks of p: 1.5, 3, 1.5 vs labels 1, 2, 3
+    # rho: x = (-1, 0, 1), y = (-.5, 1, -.5) -> sum xy = .5 - .5 = 0 -> rho = 0
+    m = regression_metrics(y, p)
+    assert set(m) == {"rho_x100", "mae", "rmse", "n"}
+    assert m["rho_x100"] == pytest.approx(0.0, abs=1e-9)
+    assert m["mae"] == pytest.approx(4 / 3)
+    assert m["rmse"] == pytest.approx(math.sqrt(10 / 3))
+    assert m["n"] == 3 and isinstance(m["n"], int)
+
+
+def test_spearman_flattens_column_labels():
+    # labels stored as an (N, 1) column are flattened like the predictions
+    assert spearman_rho_x100([[0], [1], [2]], [0.0, 1.0, 2.0]) == pytest.approx(100.0)
+    assert spearman_rho_x100([[0], [1], [2]], [[2.0], [1.0], [0.0]]) == pytest.approx(-100.0)
+
+
+def test_spearman_missing_prediction_is_a_divergence():
+    # a NaN prediction written to JSON comes back as null/None: still "diverged", not a TypeError
+    with pytest.raises(ValueError, match=r"^predictions contain NaN/inf: the run diverged$"):
+        spearman_rho_x100([0, 1, 2], [0.0, None, 1.0])
+
+
+def test_undefined_cases_return_nan_without_warnings():
+    # the guards return NaN themselves instead of letting scipy/numpy warn
+    # (ConstantInputWarning, "Mean of empty slice")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(spearman_rho_x100([1, 2, 3], [2, 2, 2]))  # constant predictions
+        assert math.isnan(spearman_rho_x100([2, 2, 2], [1, 2, 3]))  # constant labels
+        assert math.isnan(spearman_rho_x100([2, 2, 2], [1, 1, 1]))  # both constant
+        assert math.isnan(avg_corr([]))
+        assert math.isnan(avg_corr([float("nan")]))
+        assert math.isnan(fisher_z_avg_corr([]))
+        assert math.isnan(fisher_z_avg_corr([float("nan")]))
+
+
+def test_single_expression_averages():
+    assert avg_corr([37.0]) == pytest.approx(37.0)
+    assert fisher_z_avg_corr([-12.5]) == pytest.approx(-12.5)
+
+
+def test_averages_treat_missing_json_values_as_nan():
+    # run results store NaN as JSON null: a None rho is missing, so the average is NaN
+    assert math.isnan(avg_corr([70.0, None]))
+    assert math.isnan(fisher_z_avg_corr([70.0, None]))

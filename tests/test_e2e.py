@@ -32,20 +32,21 @@ def table2_synthetic(tmp_path_factory):
     return {"rc": rc, "root": root, "data": data, "out": out, "argv": argv}
 
 
-def test_reproduce_writes_csv_with_published_numbers_and_not_run_rows(table2_synthetic):
+def test_reproduce_fills_every_row_beside_the_published_numbers(table2_synthetic):
     assert table2_synthetic["rc"] == 0
     out = table2_synthetic["out"]
     wide = pd.read_csv(out / "table2.csv")
     assert wide["row"].tolist() == TABLE2_ROWS
     qafe = wide.set_index("row").loc["QAFE-Net"]
     assert qafe["avg_corr_paper"] == pytest.approx(65.35) and qafe["sit_at_rest_paper"] == pytest.approx(75.57)
-    # implemented methods have a reproduced number in every column; the others none
-    for row in ("QAFE-Net", "Former-DFER"):
+    # every row of the paper's Table 2 is implemented and ran; rho needs non-constant predictions,
+    # which USDL's argmax over 101 bins does not give after 2 tiny epochs (its cells are ok but n/a)
+    for row in ("C3D-LSTM", "CoRe", "AQA-TPT", "IAL-GCA", "Former-DFER", "QAFE-Net"):
         vals = wide.set_index("row").loc[row, EXPRESSIONS]
-        assert vals.notna().all(), vals
-    assert wide.set_index("row").loc["C3D-LSTM", EXPRESSIONS].isna().all()
+        assert vals.notna().all(), (row, vals)
     long = pd.read_csv(out / "table2_long.csv")
-    assert set(long.loc[long["row"] == "USDL", "status"]) == {"not implemented"}
+    cells = long[long["column"].isin(EXPRESSIONS)]
+    assert set(cells["status"]) == {"ok"} and (cells["n_ok"] == 1).all()
     # Avg. Corr. is the arithmetic mean of the five reproduced values
     assert qafe["avg_corr"] == pytest.approx(qafe[EXPRESSIONS].mean())
 

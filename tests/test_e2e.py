@@ -75,7 +75,7 @@ def test_report_rerenders_without_training(table2_synthetic, capsys):
     argv = ["report" if a == "reproduce" else a for a in table2_synthetic["argv"]]
     assert main(argv) == 0
     after = {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*/result.json")}
-    assert before == after and len(before) == 2 * 5 + 5  # qafe_net, former_dfer, dummy x 5 expressions
+    assert before == after and len(before) == 8 * 5  # the 7 paper rows and the dummy x 5 expressions
     # reproducing again trains nothing either: every run is skipped
     assert main(table2_synthetic["argv"]) == 0
     assert {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*/result.json")} == before

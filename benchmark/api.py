@@ -369,6 +369,22 @@ class Method:
             raise ConfigError(f"method {self.name!r} loads no pretrained files, got {sorted(files)}")
         return {}
 
+    def check_pretrained_roles(self, files: Mapping[str, Any], roles: str | None = None) -> None:
+        """Refuse checkpoint roles this method does not have (for :meth:`load_pretrained`).
+
+        Args:
+            files: role -> path, as given to :meth:`load_pretrained`.
+            roles: how to name the accepted roles in the message (default: each role of
+                :attr:`pretrained_files` with its original file name).
+
+        Raises:
+            ConfigError: naming the unknown role(s) and the accepted ones.
+        """
+        unknown = sorted(set(files) - set(self.pretrained_files))
+        if unknown:
+            roles = roles or ", ".join(f"{k} ({v})" for k, v in self.pretrained_files.items()) or "(none)"
+            raise ConfigError(f"method {self.name!r} has no pretrained role(s) {unknown}; roles: {roles}")
+
     def on_train_start(self, model: nn.Module, train_labels: np.ndarray) -> None:
         """Called once before training with all training labels ``(N,)`` (e.g. the
         dummy's mean, a GMM for the GAI loss)."""

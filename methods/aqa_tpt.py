@@ -735,10 +735,7 @@ class AQATPTMethod(Method):
         Raises:
             ConfigError: an unknown role. CheckpointError: see the I3D loader.
         """
-        unknown = sorted(set(files) - set(self.pretrained_files))
-        if unknown:
-            raise ConfigError(f"method 'aqa_tpt' has no pretrained role(s) {unknown}; roles: "
-                              f"backbone ({TPT_BACKBONE_FILE})")
+        self.check_pretrained_roles(files)
         info: dict[str, Any] = {"random_init": ["head"]}
         if "backbone" in files:
             from methods.backbones.i3d import load_i3d_checkpoint

@@ -244,9 +244,7 @@ class C3DLSTMMethod(Method):
         Returns JSON-able ``{"c3d": {...}, "random_init": [...]}``.
         Raises ConfigError (unknown role) or CheckpointError (see :func:`load_c3d_checkpoint`).
         """
-        unknown = sorted(set(files) - set(self.pretrained_files))
-        if unknown:
-            raise ConfigError(f"method 'c3d_lstm' has no pretrained role(s) {unknown}; roles: c3d ({C3D_FILE})")
+        self.check_pretrained_roles(files)
         info: dict[str, Any] = {}
         random_init = ["rnn", "fc_final_score"]
         if "c3d" in files:

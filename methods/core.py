@@ -438,9 +438,7 @@ class CoReMethod(Method):
         Raises:
             ConfigError: unknown role. CheckpointError: see the backbone loader.
         """
-        unknown = sorted(set(files) - set(self.pretrained_files))
-        if unknown:
-            raise ConfigError(f"method 'core' has no pretrained role(s) {unknown}; roles: backbone ({CORE_I3D_FILE})")
+        self.check_pretrained_roles(files)
         info: dict[str, Any] = {"random_init": ["regressor"]}
         if "backbone" in files:
             info["backbone"] = load_i3d_backbone(model.backbone, files["backbone"])

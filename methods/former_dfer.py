@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from benchmark.api import ClipGeometry, InputSpec, Method, Option, TrainingConfig
-from benchmark.errors import ConfigError
 from methods.backbones.former_dfer import FORMER_DFER_FILE, FormerDFEREncoder, load_former_dfer_checkpoint
 from methods.qafe_net import (_LOSS_OPTIONS, _RGB_OPTIONS, Evaluator, build_bmc_or_mse, param_groups_with_sigma,
                               qafe_training_defaults)
@@ -110,9 +109,7 @@ class FormerDFERMethod(Method):
         Returns JSON-able info (``rgb`` details, ``random_init`` parts).
         Raises ConfigError (unknown role) or CheckpointError.
         """
-        unknown = sorted(set(files) - set(self.pretrained_files))
-        if unknown:
-            raise ConfigError(f"method 'former_dfer' has no pretrained role(s) {unknown}; roles: rgb ({FORMER_DFER_FILE})")
+        self.check_pretrained_roles(files)
         info: dict[str, Any] = {}
         random_init = ["evaluator"]
         if "rgb" in files:

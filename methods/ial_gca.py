@@ -289,9 +289,7 @@ class IALGCAMethod(Method):
         Returns JSON-able info (``backbone`` details, ``random_init`` parts).
         Raises ConfigError (unknown role) or CheckpointError (file missing, unsafe or not fitting).
         """
-        unknown = sorted(set(files) - set(self.pretrained_files))
-        if unknown:
-            raise ConfigError(f"method 'ial_gca' has no pretrained role(s) {unknown}; roles: backbone ({IAL_GCA_FILE})")
+        self.check_pretrained_roles(files)
         info: dict[str, Any] = {}
         random_init = ["proj", "evaluator"] if isinstance(model.proj, nn.Linear) else ["evaluator"]
         if "backbone" in files:

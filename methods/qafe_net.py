@@ -402,10 +402,7 @@ class QAFENetMethod(Method):
         Raises:
             ConfigError: an unknown role. CheckpointError: see the backbone loaders.
         """
-        unknown = sorted(set(files) - set(self.pretrained_files))
-        if unknown:
-            raise ConfigError(f"method 'qafe_net' has no pretrained role(s) {unknown}; roles: "
-                              f"{', '.join(f'{k} ({v})' for k, v in self.pretrained_files.items())}")
+        self.check_pretrained_roles(files)
         info: dict[str, Any] = {}
         random_init = ["decoder", "evaluator"]
         if "rgb" in files:

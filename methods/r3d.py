@@ -187,10 +187,7 @@ class _R3DMethod(Method):
         file's classifier width does not match the ``pretrained_variant`` (e.g. a 700-class file
         under the KM name). Raises ConfigError (unknown role) or CheckpointError.
         """
-        unknown = sorted(set(files) - {"backbone"})
-        if unknown:
-            raise ConfigError(f"method {self.name!r} has no pretrained role(s) {unknown}; roles: backbone "
-                              f"({' or '.join(self.accepted_files()['backbone'])})")
+        self.check_pretrained_roles(files, f"backbone ({' or '.join(self.accepted_files()['backbone'])})")
         info: dict[str, Any] = {}
         random_init = ["evaluator"]
         if "backbone" in files:

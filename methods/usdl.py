@@ -330,9 +330,7 @@ class USDLMethod(Method):
         Raises:
             ConfigError: unknown role. CheckpointError: see the backbone loader.
         """
-        unknown = sorted(set(files) - set(self.pretrained_files))
-        if unknown:
-            raise ConfigError(f"method 'usdl' has no pretrained role(s) {unknown}; roles: backbone ({USDL_I3D_FILE})")
+        self.check_pretrained_roles(files)
         info: dict[str, Any] = {"random_init": ["evaluator"]}
         if "backbone" in files:
             info["backbone"] = load_i3d_backbone(model.backbone, files["backbone"])

@@ -50,7 +50,6 @@ from einops import rearrange
 from torch import nn
 
 from benchmark.api import ClipGeometry, InputSpec, Method, Option, TrainingConfig
-from benchmark.errors import ConfigError
 from methods.checkpoints import load_strict, read_checkpoint, state_dict_of, strip_prefix
 from methods.qafe_net import _LOSS_OPTIONS, MLPBlock, build_bmc_or_mse, param_groups_with_sigma, qafe_training_defaults
 
@@ -294,10 +293,7 @@ class X3DMethod(Method):
         Returns JSON-able ``{"backbone": {...}, "random_init": ["evaluator"]}``.
         Raises ConfigError (unknown role) or CheckpointError.
         """
-        unknown = sorted(set(files) - set(self.pretrained_files))
-        if unknown:
-            raise ConfigError(f"method {self.name!r} has no pretrained role(s) {unknown}; roles: "
-                              f"{', '.join(f'{k} ({v})' for k, v in self.pretrained_files.items())}")
+        self.check_pretrained_roles(files)
         info: dict[str, Any] = {}
         random_init = ["evaluator"]
         if "backbone" in files:

@@ -592,18 +592,9 @@ def _load_i3d_state(encoder: nn.Module, state: Mapping[str, torch.Tensor], path:
     """Load the hassony2-layout I3D state dict of a training checkpoint's ``backbone`` entry (keys
     renamed by ``methods.backbones.i3d.hassony2_to_project_key``; the 400-class ``conv3d_0c_1x1``
     head dropped when the encoder has none), strictly."""
-    from methods.backbones.i3d import hassony2_to_project_key  # lazy, as build_model
+    from methods.backbones.i3d import map_hassony2_state  # lazy, as build_model
 
-    mapped, bad = {}, []
-    for k, v in state.items():
-        nk = hassony2_to_project_key(k)
-        if nk is None:
-            bad.append(k)
-        else:
-            mapped[nk] = v
-    if bad:
-        raise CheckpointError(f"{str(path)!r} 'backbone' entry: keys outside the hassony2 I3D layout ({len(bad)}): "
-                              f"{', '.join(sorted(bad)[:12])}")
+    mapped = map_hassony2_state(state, path, " 'backbone' entry")
     head = sorted(k for k in mapped if k.startswith("logits."))
     if getattr(encoder, "logits", None) is None:
         for k in head:

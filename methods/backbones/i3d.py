@@ -319,6 +319,29 @@ def detect_layout(state: Mapping[str, torch.Tensor]) -> str | None:
     return None
 
 
+def map_hassony2_state(state: Mapping[str, torch.Tensor], path: str | Path, where: str = "") -> dict[str, torch.Tensor]:
+    """A hassony2-layout I3D state dict (``model_rgb.pth``) under the project's key names
+    (:func:`hassony2_to_project_key`), tensors unchanged.
+
+    Args:
+        where: names the part of the file in the error (e.g. ``" 'backbone' entry"``).
+
+    Raises:
+        CheckpointError: keys outside the hassony2 layout (listed, with the file).
+    """
+    mapped, bad = {}, []
+    for k, v in state.items():
+        nk = hassony2_to_project_key(k)
+        if nk is None:
+            bad.append(k)
+        else:
+            mapped[nk] = v
+    if bad:
+        raise CheckpointError(f"{str(path)!r}{where}: keys outside the hassony2 I3D layout ({len(bad)}): "
+                              f"{', '.join(sorted(bad)[:12])}")
+    return mapped
+
+
 def load_i3d_checkpoint(encoder: I3DEncoder, path: str | Path, *, layout: str = "auto") -> dict[str, Any]:
     """Load a released I3D state dict (either PyTorch key layout) into ``encoder``.
 
@@ -373,17 +396,7 @@ def load_i3d_checkpoint(encoder: I3DEncoder, path: str | Path, *, layout: str = 
             f"pytorch_i3d.py: {', '.join(I3D_PIERGIAJ_FILES)}) or 'conv3d_1a_7x7.conv3d.weight' (hassony2 i3dpt.py: "
             f"{I3D_HASSONY2_FILE})")
     if found == "hassony2":
-        mapped, bad = {}, []
-        for k, v in sd.items():
-            nk = hassony2_to_project_key(k)
-            if nk is None:
-                bad.append(k)
-            else:
-                mapped[nk] = v
-        if bad:
-            raise CheckpointError(f"{str(path)!r}: keys outside the hassony2 I3D layout "
-                                  f"({len(bad)}): {', '.join(sorted(bad)[:12])}")
-        sd = mapped
+        sd = map_hassony2_state(sd, path)
     head = {k: sd[k] for k in list(sd) if k.startswith("logits.")}
     head_classes = int(head["logits.conv3d.weight"].shape[0]) if "logits.conv3d.weight" in head else None
     dropped = None

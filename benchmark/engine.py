@@ -116,7 +116,7 @@ def evaluate(method, model: torch.nn.Module, loader, device: torch.device) -> np
         DivergedError: a non-finite prediction.
     """
     model.eval()
-    spec = getattr(method, "exemplars", None)
+    spec = method.exemplars
     voters = spec.test_voters if spec is not None else 1
     total = None
     with torch.no_grad():

@@ -122,6 +122,8 @@ def test_parameter_counts_equal_the_originals(golden):
 
 def test_mismatching_c3d_file_raises_naming_it(tmp_path):
     c3d = _fast_c3d()
+    with torch.no_grad():  # uninitialised storage may hold NaN, which torch.equal never matches
+        c3d.conv1.weight.fill_(0.25)
     before = c3d.conv1.weight.detach().clone()
     sd = {k: torch.zeros(1) if k == "conv3b.weight" else torch.zeros(v.shape)
           for k, v in c3d.state_dict().items() if k != "fc6.bias"}

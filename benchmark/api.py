@@ -255,6 +255,11 @@ class Method:
         learning_recipe: the method's learning check (:mod:`benchmark.learning`):
             ``{"options": {...}, "training": {...}, "data": "tiny", "asserted": bool,
             "why": "reason when not asserted"}``; None for non-learners (the dummy).
+        scale_options: scale name -> option values that scale applies beneath the
+            user's overrides, for options whose paper value the scale's clip cannot
+            hold (AQA-TPT's 20 snippets of a 16-frame ``tiny`` clip). Applied by
+            :meth:`benchmark.scales.Scale.options_for`, recorded in the run's options
+            (so hashed into its id); never set for ``paper``.
 
     Args:
         options: option overrides (validated against ``options_spec``).
@@ -275,6 +280,7 @@ class Method:
     pretrained_files: ClassVar[dict[str, str]] = {}
     exemplars: ClassVar[ExemplarSpec | None] = None
     learning_recipe: ClassVar[Mapping[str, Any] | None] = None
+    scale_options: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, options: Mapping[str, Any] | None = None, geometry: ClipGeometry | None = None,
                  label_range: tuple[float, float] = (0.0, 4.0)) -> None:

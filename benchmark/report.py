@@ -51,7 +51,8 @@ def output_dir_for(card: str, content_hash: str, scale: str, base: Path | None =
 
 
 def _row_details(spec: TableSpec, cells: list[CellRuns]) -> list[dict]:
-    """Per table row: the method's resolved options and those that follow the released code."""
+    """Per table row: the method's resolved options, those that follow the released code and
+    those a scale set (:attr:`benchmark.api.Method.scale_options`)."""
     out = []
     seen = set()
     for cell in cells:
@@ -61,9 +62,16 @@ def _row_details(spec: TableSpec, cells: list[CellRuns]) -> list[dict]:
         run = cell.runs[0]
         cls: type[Method] = type(run.method)
         deviations = []
+        scale_set = cls.scale_options.get(run.scale.name, {})
         for k, v in run.method.options.items():
             opt = cls.options_spec[k]
-            if opt.code_value is not None and opt.code_value != opt.default:
+            if k in scale_set and v == scale_set[k] and v != opt.default:
+                deviations.append({
+                    "option": k, "value": v, "paper": opt.default,
+                    "code": opt.code_value if opt.code_value is not None else opt.default,
+                    "follows": f"{run.scale.name} scale", "help": opt.help,
+                })
+            elif opt.code_value is not None and opt.code_value != opt.default:
                 deviations.append({
                     "option": k, "value": v, "paper": opt.default, "code": opt.code_value,
                     "follows": "released code" if v == opt.code_value else ("paper" if v == opt.default else "neither"),

@@ -147,8 +147,9 @@ def resolve(spec: RunSpec, runs_dir: str | Path) -> ResolvedRun:
     if spec.split != "official":
         raise ConfigError(f"split {spec.split!r} is not available for protocol {card.protocol!r}; use 'official'")
     label_range = (float(card.label_min), float(card.label_max))
-    clip = scale.resolve(method_cls(spec.options, label_range=label_range).input_spec(), CLIP_LEN)
-    method = method_cls(spec.options, clip.geometry, label_range=label_range)
+    options = scale.options_for(method_cls, spec.options)
+    clip = scale.resolve(method_cls(options, label_range=label_range).input_spec(), CLIP_LEN)
+    method = method_cls(options, clip.geometry, label_range=label_range)
     training = method.training_defaults().updated(scale.training, f"scale {scale.name}")
     training = training.updated(spec.training, "training overrides")
     pretrained = {}

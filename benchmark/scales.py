@@ -1,12 +1,16 @@
 """Scales: ``paper`` (the paper's settings) and ``tiny`` (CI and laptops).
 
 Both run the same code path; ``tiny`` shrinks the frames, the clips, the number
-of epochs and (for synthetic data) the dataset, never the architecture.
+of epochs and (for synthetic data) the dataset, never the architecture. Options a
+tiny clip cannot hold at their paper value come from the method's own
+``scale_options`` (recorded in each run's options).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from .api import ClipGeometry, InputSpec
 from .errors import ConfigError
@@ -76,6 +80,21 @@ class Scale:
     max_subclips: int | None = None
     training: dict = field(default_factory=dict)
     synthetic_preset: str = "tiny"
+
+    def options_for(self, method_cls: type, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """The option overrides a run of ``method_cls`` at this scale uses: the method's
+        ``scale_options[self.name]`` (see :class:`benchmark.api.Method`), then ``overrides``
+        (the user's win).
+
+        Raises:
+            ConfigError: ``scale_options`` set for the ``paper`` scale (the paper scale
+                runs the paper's options).
+        """
+        own = dict(getattr(method_cls, "scale_options", {}).get(self.name, {}))
+        if own and self.name == "paper":
+            raise ConfigError(f"method {method_cls.name!r} sets scale_options for 'paper'; the paper scale "
+                              "runs the paper's options (change the option defaults instead)")
+        return {**own, **dict(overrides)}
 
     def resolve(self, spec: InputSpec, protocol_clip_len: int) -> ClipSettings:
         """The clip settings for a method's input spec under a protocol's clip length.

@@ -27,9 +27,10 @@ RECIPES = learning_recipes()
 
 
 def _method(cls: type[Method], scale: str, options: dict | None = None) -> Method:
-    """The method at the geometry the harness resolves for ``scale`` (PFED5 clip length)."""
-    clip = get_scale(scale).resolve(cls(options or {}).input_spec(), CLIP_LEN)
-    return cls(options or {}, clip.geometry)
+    """The method at the options and geometry the harness resolves for ``scale`` (PFED5 clip length)."""
+    opts = get_scale(scale).options_for(cls, options or {})
+    clip = get_scale(scale).resolve(cls(opts).input_spec(), CLIP_LEN)
+    return cls(opts, clip.geometry)
 
 
 def _inputs(method: Method, batch: int, seed: int) -> dict:
@@ -83,6 +84,23 @@ def test_forward_shapes(method_cls, scale, batch):
     with torch.no_grad():
         out = m.predict(model, _batch(m, batch))
     assert out.shape == (batch,) and torch.isfinite(out).all()
+
+
+def test_scale_options_are_valid_options_and_never_the_papers(method_cls):
+    """A scale's option values are real options with legal values, differ from the paper's, and the
+    paper scale sets none (so a paper-scale run is the paper's options)."""
+    assert "paper" not in method_cls.scale_options
+    for scale, opts in method_cls.scale_options.items():
+        get_scale(scale)  # a known scale
+        resolved = method_cls.resolve_options(opts)
+        for k, v in opts.items():
+            assert v != method_cls.options_spec[k].default, f"{scale}: {k}={v!r} is the paper default already"
+            assert resolved[k] == v
+        assert get_scale(scale).options_for(method_cls, {}) == opts
+        # the user's overrides win over the scale's
+        k = next(iter(opts))
+        assert get_scale(scale).options_for(method_cls, {k: method_cls.options_spec[k].default})[k] == \
+            method_cls.options_spec[k].default
 
 
 def test_paper_geometry_is_the_input_spec(method_cls):

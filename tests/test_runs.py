@@ -341,3 +341,28 @@ def test_report_without_weights_finds_the_runs_reproduce_made_with_weights(small
         assert other[0].runs[0].folder != made.folder
     finally:
         registry.unregister("tiny_weights")
+
+
+def test_scale_options_reach_the_run_beneath_the_users(small_prepared, tmp_path):
+    """A method's ``scale_options`` are applied at their scale only, recorded in the config (so in the
+    run id), and an explicit user option wins."""
+    cls = type("TinyScaled", (TinyLinear,), {"name": "tiny_scaled", "scale_options": {"tiny": {"explode": True}}})
+    registry.register("tiny_scaled", cls)
+    try:
+        base = dict(method="tiny_scaled", dataset=small_prepared.root, expression="smile")
+        tiny = resolve(RunSpec(**base, scale="tiny"), tmp_path)
+        paper = resolve(RunSpec(**base, scale="paper"), tmp_path)
+        user = resolve(RunSpec(**base, scale="tiny", options={"explode": False}), tmp_path)
+        assert tiny.config["options"] == {"explode": True} and tiny.method.options["explode"] is True
+        assert paper.config["options"] == {"explode": False}
+        assert user.config["options"] == {"explode": False} and user.run_id != tiny.run_id
+    finally:
+        registry.unregister("tiny_scaled")
+    bad = type("PaperScaled", (TinyLinear,), {"name": "paper_scaled", "scale_options": {"paper": {"explode": True}}})
+    registry.register("paper_scaled", bad)
+    try:
+        with pytest.raises(ConfigError, match="paper scale runs the paper's options"):
+            resolve(RunSpec(method="paper_scaled", dataset=small_prepared.root, expression="smile", scale="paper"),
+                    tmp_path)
+    finally:
+        registry.unregister("paper_scaled")

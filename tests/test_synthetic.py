@@ -72,34 +72,61 @@ def _motion(points: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
+def _geometry(p: np.ndarray) -> dict:
+    """Expression geometry of one frame's 73 landmarks, in inter-ocular distances of that frame."""
+    iod = np.linalg.norm(p[1] - p[55])
+    return {"mouth_width": np.linalg.norm(p[19] - p[25]) / iod,
+            "brow_height": (p[1, 1] - p[10:19, 1].mean()) / iod,
+            "eye_open": (p[7:10, 1].mean() - p[2:6, 1].mean()) / iod,
+            "mouth_curve": (p[[19, 25], 1].mean() - p[[22, 28], 1].mean()) / iod}
+
+
+IDENTITY_CUES = ("frame_colour", "frame_red", "background_corner", "nose_x", "nose_y", "nose_size", "interocular")
+"""Per-frame cues of identity, colour, size and position (the nose is rigid: it only follows the head)."""
+GEOMETRY_CUES = ("mouth_width", "brow_height", "eye_open", "mouth_curve")
+"""Per-frame expression geometry: how far the face is from neutral on that frame."""
+OWN_CUE = {"smile": "mouth_curve", "frown": "brow_height", "squeeze_eyes": "eye_open", "clench_teeth": "mouth_width"}
+
+
 @pytest.fixture(scope="module")
-def cue_table(tmp_path_factory):
-    """Per-video static cues and motion statistics of a 240-video dataset (24 subjects)."""
+def cue_dataset(tmp_path_factory):
+    """A 240-video tiny-preset dataset (24 subjects, 32-px crops) for the cue statistics."""
     root = tmp_path_factory.mktemp("syn") / "stats"
     syn.generate_synthetic(root, scale="tiny", seed=1, subjects=24, train_subjects=16,
                            videos_per_expression=2, crop_size=32)
-    ds = PreparedDataset(root)
+    return PreparedDataset(root)
+
+
+@pytest.fixture(scope="module")
+def cue_table(cue_dataset):
+    """Per-video cues: length, frame-0 geometry and motion statistics."""
     rows = []
-    for vid, r in ds.videos.iterrows():
-        frames = ds.frames(vid)
-        pts, _ = ds.landmarks(vid)
-        p0 = pts[0]
-        iod = np.linalg.norm(p0[1] - p0[55])
+    for vid, r in cue_dataset.videos.iterrows():
+        pts, _ = cue_dataset.landmarks(vid)
         motion = _motion(pts)
-        rows.append({
-            "severity": r.label, "expression": r.expression,
-            # static cues
-            "mean_colour": frames.mean(), "first_frame_colour": frames[0].mean(),
-            "first_frame_red": frames[0, ..., 0].mean(), "background_corner": frames[0, :3, :3].mean(),
-            "face_size": pts.std(axis=1).mean(), "interocular_0": iod,
-            "face_x_0": p0[:, 0].mean(), "face_y_0": p0[:, 1].mean(), "length": len(pts),
-            "mouth_width_0": np.linalg.norm(p0[19] - p0[25]) / iod,
-            "brow_height_0": (p0[1, 1] - p0[10:19, 1].mean()) / iod,
-            "eye_open_0": (p0[7:10, 1].mean() - p0[2:6, 1].mean()) / iod,
-            "mouth_curve_0": (p0[[19, 25], 1].mean() - p0[[22, 28], 1].mean()) / iod,
-            # motion
-            "max_displacement": motion.max(), "displacement_std": motion.std(),
-        })
+        rows.append({"severity": r.label, "expression": r.expression, "length": len(pts),
+                     **{f"{k}_0": v for k, v in _geometry(pts[0]).items()},
+                     "max_displacement": motion.max(), "displacement_std": motion.std()})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def frame_cue_table(cue_dataset):
+    """Per-frame cues of every video: frame index ``t``, relative time bin ``rel`` (0..10 over
+    the video), identity cues and expression geometry of that frame."""
+    rows = []
+    for vid, r in cue_dataset.videos.iterrows():
+        frames = cue_dataset.frames(vid).astype(np.float64)
+        pts, _ = cue_dataset.landmarks(vid)
+        last = len(pts) - 1
+        for t, p in enumerate(pts):
+            nose = p[NOSE]
+            rows.append({"video": vid, "severity": r.label, "expression": r.expression, "t": t,
+                         "rel": round(10 * t / last), "frame_colour": frames[t].mean(),
+                         "frame_red": frames[t, ..., 0].mean(), "background_corner": frames[t, :3, :3].mean(),
+                         "nose_x": nose[:, 0].mean(), "nose_y": nose[:, 1].mean(),
+                         "nose_size": nose.std(axis=0).mean(), "interocular": np.linalg.norm(p[1] - p[55]),
+                         **_geometry(p)})
     return pd.DataFrame(rows)
 
 
@@ -214,28 +241,62 @@ def test_paper_preset_follows_table1():
         assert set(g.severity) == {0, 1, 2, 3, 4}, (split, e)
 
 
-def test_severity_is_only_in_the_motion(cue_table, capsys):
-    df = cue_table
-    n = len(df)
+def _rho_by(df: pd.DataFrame, key: str, cue: str, min_videos: int) -> dict:
+    """Spearman's rho of severity with ``cue`` within each value of ``key`` held by >= ``min_videos`` videos."""
+    return {k: spearmanr(g.severity, g[cue])[0] for k, g in df.groupby(key) if len(g) >= min_videos}
+
+
+def test_identity_colour_size_position_length_and_frame0_carry_no_severity(cue_table, frame_cue_table, capsys):
+    """What does NOT carry severity (the card's claim): identity, colour, size and position on every
+    frame (each frame index held by every video, and each tenth of the video), the clip length,
+    and the neutral frame 0's expression geometry. 4-sigma bound on |rho| for n videos."""
+    n = len(cue_table)
     bound = 4 / math.sqrt(n - 1)
-    static = ["mean_colour", "first_frame_colour", "first_frame_red", "background_corner", "face_size",
-              "interocular_0", "face_x_0", "face_y_0", "length", "mouth_width_0", "brow_height_0",
-              "eye_open_0", "mouth_curve_0"]
-    rhos = {c: spearmanr(df.severity, df[c])[0] for c in static}
-    motion = {c: spearmanr(df.severity, df[c])[0] for c in ("max_displacement", "displacement_std")}
-    per_expr = {e: spearmanr(g.severity, g.max_displacement)[0] for e, g in df.groupby("expression")}
+    worst = {}
+    for cue in IDENTITY_CUES:
+        per_frame = {**{f"t={k}": v for k, v in _rho_by(frame_cue_table, "t", cue, n).items()},
+                     **{f"rel={k}": v for k, v in _rho_by(frame_cue_table, "rel", cue, n).items()}}
+        assert len(per_frame) >= 11 + 16, (cue, len(per_frame))  # 11 tenths + every frame of the shortest video
+        worst[cue] = max(per_frame.items(), key=lambda kv: abs(kv[1]))
+    static = {"length": spearmanr(cue_table.severity, cue_table.length)[0],
+              **{f"{c}_0": spearmanr(cue_table.severity, cue_table[f"{c}_0"])[0] for c in GEOMETRY_CUES}}
     with capsys.disabled():
-        print(f"\n[synthetic] n={n} videos, static-cue bound |rho| < {bound:.3f}")
-        print("[synthetic] static rho: " + ", ".join(f"{k} {v:+.3f}" for k, v in rhos.items()))
+        print(f"\n[synthetic] n={n} videos, no-severity bound |rho| < {bound:.3f}")
+        print("[synthetic] worst frame per identity cue: "
+              + ", ".join(f"{c} {v:+.3f} ({where})" for c, (where, v) in worst.items()))
+        print("[synthetic] length and frame-0 geometry: " + ", ".join(f"{k} {v:+.3f}" for k, v in static.items()))
+    for cue, (where, r) in worst.items():
+        assert abs(r) < bound, f"{cue} at {where} correlates with severity: rho={r:+.3f}"
+    for cue, r in static.items():
+        assert abs(r) < bound, f"{cue} correlates with severity: rho={r:+.3f}"
+
+
+def test_severity_is_in_the_movement_peak_amplitude_and_timing(cue_table, frame_cue_table, capsys):
+    """What DOES carry severity: how far the face moves from its neutral frame 0 (peak amplitude)
+    and when (onset timing), as hypomimia does. A single frame after onset therefore carries it
+    too: on its tenth of the video nearest the peak, each expression's own geometry cue ranks
+    severity (the module docstring says so; one frame cannot tell only at frame 0)."""
+    motion = {c: spearmanr(cue_table.severity, cue_table[c])[0] for c in ("max_displacement", "displacement_std")}
+    per_expr = {e: spearmanr(g.severity, g.max_displacement)[0] for e, g in cue_table.groupby("expression")}
+    single_frame = {}
+    for e, cue in OWN_CUE.items():
+        g = frame_cue_table[frame_cue_table.expression == e]
+        by_rel = _rho_by(g, "rel", cue, g.video.nunique())
+        single_frame[e] = (cue, max(by_rel.items(), key=lambda kv: abs(kv[1])), by_rel[0])
+    with capsys.disabled():
         print("[synthetic] motion rho: " + ", ".join(f"{k} {v:+.3f}" for k, v in motion.items()))
         print("[synthetic] max_displacement rho per expression: "
               + ", ".join(f"{k} {v:+.3f}" for k, v in per_expr.items()))
-    for c, r in rhos.items():
-        assert abs(r) < bound, f"static cue {c} correlates with severity: rho={r:+.3f}"
+        print("[synthetic] one frame's own cue, best tenth (frame 0): " + ", ".join(
+            f"{e} {c} {r:+.2f} at rel={k} ({r0:+.2f})" for e, (c, (k, r), r0) in single_frame.items()))
     assert motion["max_displacement"] < -0.7
     assert motion["displacement_std"] < -0.7
     for e, r in per_expr.items():
         assert r < -0.7, f"{e}: severity not visible in the motion (rho={r:+.3f})"
+    bound = 4 / math.sqrt(len(cue_table) / 5 - 1)
+    for e, (cue, (k, r), r0) in single_frame.items():
+        assert abs(r) > 0.5 and k > 0, f"{e}: {cue} on one frame does not rank severity ({r:+.3f} at rel={k})"
+        assert abs(r0) < bound, f"{e}: {cue} on frame 0 ranks severity ({r0:+.3f})"
 
 
 @pytest.mark.parametrize("expression", PFED5_EXPRESSIONS)

@@ -14,9 +14,16 @@ position and size of the face in the crop, feature proportions (eye spacing and
 size, brow length/thickness/arch, nose, mouth width, lip thickness) and a
 *neutral shape* (resting mouth-corner curvature, brow height and tilt, resting
 eye opening), plus a personal expressivity factor and per-movement style
-weights. The neutral shape varies as much between subjects as a mild expression
-changes a face, so one frame cannot tell how far an expression went: the
-information is in the motion from the subject's own neutral face.
+weights. The neutral shape varies between subjects, so the neutral frame 0 tells
+nothing about severity; what does is the motion from the subject's own neutral
+face: its peak amplitude and its timing (below). A single frame after onset
+carries severity too, through how far the face has moved on it (measured on the
+tiny preset, 240 videos: the best tenth of a smile video gives Spearman's rho 0.95
+from mouth curvature alone, frown 0.64 from brow height, squeeze_eyes 0.95 from
+eye opening, clench_teeth 0.79 from mouth width; frame 0 at most 0.21, colour, size,
+position and length on every frame at most 0.12:
+``tests/test_synthetic.py::test_identity_colour_size_position_length_and_frame0_carry_no_severity``
+and ``::test_severity_is_in_the_movement_peak_amplitude_and_timing``).
 
 A video (``subject, expression, repetition``) starts at the neutral face (frame 0
 is always neutral) and moves groups of control points; the landmarks *are* the

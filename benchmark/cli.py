@@ -2,6 +2,7 @@
 
     qafe-bench synth      --out DIR [--preset tiny|paper] [--seed N]
     qafe-bench prepare    pfed5|folder --raw DIR --out DIR [--backend mediapipe|insightface] ...
+    qafe-bench heatmaps   --dataset DIR [--method qafe_net] [--scale tiny|paper]   (heatmap cache)
     qafe-bench run        --method M --dataset DIR|synthetic --expression E [--set k=v] [--train k=v]
     qafe-bench reproduce  table2|all [--dataset synthetic|DIR] [--scale tiny|paper] [--seeds 0 1 2]
     qafe-bench report     table2|all [--dataset ...]      (re-render from run records, no training)
@@ -102,6 +103,30 @@ def cmd_prepare(args) -> int:
     for f in manifest.get("failed", []):
         print(f"  FAILED {f['source']}: {f['error']}", file=sys.stderr)
     return 1 if c["failed_videos"] else 0
+
+
+def cmd_heatmaps(args) -> int:
+    """Precompute the landmark heatmap volumes a method reads (``benchmark.data.heatmaps`` cache).
+
+    The mode, sigma and render size are the ones a run of ``--method`` at ``--scale`` asks the
+    protocol for, so the cache is the one its runs then read (identical arrays, no rendering).
+    """
+    from .data.heatmaps import write_heatmap_cache
+    from .data.prepared import PreparedDataset
+    from .errors import ConfigError
+    from .registry import get_method
+    from .scales import get_scale
+
+    scale = get_scale(args.scale)
+    cls = get_method(args.method)
+    spec = cls(scale.options_for(cls, _kv(args.set, "--set"))).input_spec()
+    if not spec.heatmap:
+        raise ConfigError(f"method {cls.name!r} reads no landmark heatmaps; nothing to precompute")
+    folder = write_heatmap_cache(PreparedDataset(_dataset_path(args)), mode=spec.heatmap_mode,
+                                 sigma=spec.heatmap_sigma, size=scale.frame_size, overwrite=args.overwrite,
+                                 progress=not args.quiet)
+    print(f"heatmap volumes ({spec.heatmap_mode}, sigma {spec.heatmap_sigma:g}, {scale.frame_size} px) in {folder}")
+    return 0
 
 
 def cmd_run(args) -> int:
@@ -234,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--frame-format", default="npy", choices=["npy", "jpg"])
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=cmd_prepare)
+
+    sp = sub.add_parser("heatmaps", help="precompute the landmark heatmap volumes a method's runs read")
+    sp.add_argument("--method", default="qafe_net", help="whose heatmap settings (default qafe_net)")
+    sp.add_argument("--set", action="append", metavar="OPTION=VALUE", help="method option override")
+    sp.add_argument("--overwrite", action="store_true", help="re-render videos already cached")
+    common_run(sp)
+    sp.set_defaults(func=cmd_heatmaps)
 
     sp = sub.add_parser("run", help="train and evaluate one method on one expression")
     sp.add_argument("--method", required=True)

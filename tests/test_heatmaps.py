@@ -14,6 +14,7 @@ import math
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from benchmark.data.heatmaps import (
     cached_heatmap_frames,
@@ -454,3 +455,38 @@ def test_cache_keys():
     assert heatmap_cache_key("paper", 1.5, 64, smoothing="none").endswith("sigma1.5_k11_none_skip0_64x64")
     with pytest.raises(ValueError):
         heatmap_cache_key("bad", 1.0, 64)
+
+
+def test_cli_heatmaps_writes_the_cache_the_runs_then_read(tmp_path, capsys):
+    """``qafe-bench heatmaps`` renders at the mode, sigma and size a QAFE-Net run at that scale asks
+    the protocol for; the protocol then reads those files (a planted cache value reaches the clip)."""
+    from conftest import make_prepared
+
+    from benchmark.cli import main
+    from benchmark.protocols.pfed5 import ClipDataset, expression_split
+    from benchmark.runs import RunSpec, resolve
+
+    ds = make_prepared(tmp_path / "ds", videos=4, size=16, frames=12)
+    assert main(["heatmaps", "--dataset", str(ds.root), "--scale", "tiny", "--quiet"]) == 0
+    run = resolve(RunSpec("qafe_net", ds.root, "smile", scale="tiny"), tmp_path / "runs")
+    spec = run.clip.inputs
+    key = heatmap_cache_key(spec.heatmap_mode, spec.heatmap_sigma, run.clip.heatmap_render)
+    folder = ds.root / "heatmaps" / key
+    assert str(folder) in capsys.readouterr().out
+    for vid in ds.videos.index:
+        cached = np.load(folder / f"{vid}.npy")
+        (folder / f"{vid}.npy").rename(folder / f"{vid}.npy.bak")
+        fresh = cached_heatmap_frames(ds, vid, mode=spec.heatmap_mode, sigma=spec.heatmap_sigma,
+                                      size=run.clip.heatmap_render)
+        (folder / f"{vid}.npy.bak").rename(folder / f"{vid}.npy")
+        n = int(ds.videos.at[vid, "num_frames"])
+        assert cached.shape == (n, 48, 48, 3) and np.array_equal(cached, fresh)
+    # plant a constant volume: the protocol's clip must come from the cache file
+    _, test = expression_split(ds, run.card, "smile")
+    vid = test["video_id"].iloc[0]
+    np.save(folder / f"{vid}.npy", np.full((int(ds.videos.at[vid, "num_frames"]), 48, 48, 3), 51, np.uint8))
+    item = ClipDataset(ds, test.iloc[:1], run.clip, train=False)[0]
+    assert torch.allclose(item["heatmap"], torch.full_like(item["heatmap"], 51 / 255))
+    # a method without heatmap inputs: one clear error, exit status 2
+    assert main(["heatmaps", "--dataset", str(ds.root), "--method", "former_dfer", "--quiet"]) == 2
+    assert "reads no landmark heatmaps" in capsys.readouterr().err

@@ -503,6 +503,7 @@ def write_heatmap_cache(
     video_ids: Iterable[str] | None = None,
     overwrite: bool = False,
     chunk_frames: int = _DEFAULT_CHUNK,
+    progress: bool = False,
 ) -> Path:
     """Precompute heatmap frames of every video into ``dataset.root/heatmaps/<key>/``.
 
@@ -518,6 +519,7 @@ def write_heatmap_cache(
         video_ids: which videos (default: all of ``videos.csv``).
         overwrite: re-render files that already exist.
         chunk_frames: frames rendered at once (bounds memory; the result does not depend on it).
+        progress: show a tqdm bar over the videos.
 
     Returns:
         The cache folder.
@@ -543,7 +545,9 @@ def write_heatmap_cache(
     }
     atomic_write_text(folder / "params.json", json.dumps(params, indent=2))
     ids = list(dataset.videos.index) if video_ids is None else [check_video_id(v) for v in video_ids]
-    for vid in ids:
+    from tqdm.auto import tqdm
+
+    for vid in tqdm(ids, desc=f"heatmaps {key}", unit="video", disable=not progress):
         path = folder / f"{vid}.npy"
         if path.is_file() and not overwrite:
             continue

@@ -14,7 +14,7 @@ cf6d1631ec53)::
 
 The 16 groups are CoRe's (Yu et al. ICCV 2021, ``Group_helper(depth=5, Symmetrical=True, Min=0)``):
 quantiles of the absolute score differences of training pairs, mirrored about 0
-(:func:`core_group_bounds`, built in :meth:`AQATPTMethod.on_train_start` from the training
+(:func:`methods.core.group_intervals`, shared with the CoRe adapter, built in :meth:`AQATPTMethod.on_train_start` from the training
 labels only). Score = exemplar score + decoded difference for one exemplar; the harness averages
 the ``test_voters`` (10, the original ``num_voting``) exemplars.
 
@@ -58,6 +58,7 @@ from torch import nn
 from benchmark.api import ClipGeometry, ExemplarSpec, InputSpec, Method, Option, TrainingConfig
 from benchmark.errors import CheckpointError, ConfigError
 from methods.checkpoints import load_strict, read_checkpoint, state_dict_of, strip_prefix
+from methods.core import decode_delta, group_intervals, group_targets
 
 #: Original file name of the I3D weights AQA-TPT fine-tunes (hassony2/kinetics_i3d_pytorch
 #: ``model/model_rgb.pth``; AQA-TPT README "put the file named data_preprocessed/model_rgb.pth in ./data").
@@ -114,57 +115,11 @@ def snippet_starts(clip_len: int, snippet_len: int = ORIGINAL_SNIPPET_LEN, rule:
 
 
 # --------------------------------------------------------------------------- CoRe groups
-def core_group_bounds(train_labels: Sequence[float] | np.ndarray, depth: int = 5, symmetric: bool = True,
-                      group_min: float | None = 0.0, group_max: float | None = None) -> np.ndarray:
-    """CoRe's score-difference groups from training labels, ``(2 ** (depth - 1), 2)`` float64 ``[lo, hi]``.
-
-    The deltas are ``|l_i - l_j|`` over all pairs ``i < j`` of ``train_labels`` (AQA-TPT / CoRe
-    ``delta()``: pairs of training videos of one contrastive group), sorted into ``d``
-    (``n`` values). Symmetric (the only mode AQA-TPT and CoRe use): leaf ``h + i`` (``h`` = half the
-    leaves, ``i = 0..h-1``) is ``[d[int(i / h (n - 1))], d[int((i + 1) / h (n - 1))]]`` with the first
-    left edge replaced by ``group_min`` and the last right edge by ``group_max`` when given; leaf
-    ``i < h`` is the negated mirror of leaf ``2h - 1 - i``. Non-symmetric: ``2h`` quantile leaves of
-    ``d`` itself. Floating-point truncation ``int(...)`` as the original.
-
-    Source: CoRe ``utils/misc.py``-style ``Group_helper.build`` as copied in AQA-TPT ``utils/util.py``
-    (``Group_helper(train_dataset.delta(), depth=5, Max=30, Min=0)`` for MTL-AQA).
-
-    Shared by AQA-TPT and CoRe in this project (see :class:`CoReGroups`).
-
-    Raises:
-        ConfigError: fewer than two training labels (no pair), or ``depth < 2``.
-    """
-    labels = np.asarray(train_labels, dtype=np.float64).reshape(-1)
-    if labels.size < 2:
-        raise ConfigError(f"CoRe groups need at least two training labels (one pair), got {labels.size}")
-    if depth < 2:
-        raise ConfigError(f"CoRe groups need depth >= 2, got {depth}")
-    iu, ju = np.triu_indices(labels.size, k=1)
-    d = np.sort(np.abs(labels[iu] - labels[ju]))
-    n = d.size
-    leaves = 2 ** (depth - 1)
-    out = np.zeros((leaves, 2), dtype=np.float64)
-    parts = leaves // 2 if symmetric else leaves
-    for i in range(parts):
-        lo = float(d[int((i / parts) * (n - 1))])
-        hi = float(d[int(((i + 1) / parts) * (n - 1))])
-        if i == 0:
-            lo = float(group_min) if group_min is not None else float(d[0])
-        if i == parts - 1:
-            hi = float(group_max) if group_max is not None else float(d[-1])
-        out[(leaves // 2 + i) if symmetric else i] = (lo, hi)
-    if symmetric:
-        for i in range(leaves // 2):
-            a, b = out[leaves - 1 - i]
-            out[i] = sorted((-a, -b))
-    return out
-
-
 class CoReGroups:
     """Group classification + in-group regression targets and decoding (CoRe / AQA-TPT).
 
     Args:
-        bounds: ``(G, 2)`` ``[lo, hi]`` per leaf (:func:`core_group_bounds`).
+        bounds: ``(G, 2)`` ``[lo, hi]`` per leaf (:func:`methods.core.group_intervals`).
 
     Source: AQA-TPT ``utils/util.py`` ``Group_helper.produce_label`` / ``inference`` (CoRe's).
     """
@@ -190,37 +145,20 @@ class CoReGroups:
         leaf holding ``s`` gets a position target. ``outer_edges="original"`` keeps that rule,
         under which ``s = +-Max`` (e.g. 4 - 0 on PFED5) lies in no leaf (class 0, no position
         target); ``"closed"`` puts such an ``s`` in the outermost leaf (position 1 / 0).
+        Computed by :func:`methods.core.group_targets` (the CoRe adapter's), in float64.
 
         Raises:
             ConfigError: unknown ``outer_edges``.
         """
-        if outer_edges not in ("original", "closed"):
-            raise ConfigError(f"CoRe outer_edges must be 'closed' or 'original', got {outer_edges!r}")
-        s = diffs.detach().to("cpu", torch.float64).reshape(-1, 1)
-        lo = torch.from_numpy(self.bounds[:, 0]).reshape(1, -1)
-        hi = torch.from_numpy(self.bounds[:, 1]).reshape(1, -1)
-        pos_in = (s >= 0) & (s < hi) & (s >= lo)
-        neg_in = (s < 0) & (s <= hi) & (s > lo)
-        inside = pos_in | neg_in
-        if outer_edges == "closed":
-            none = ~inside.any(dim=1)
-            inside[:, -1] |= none & (s[:, 0] == hi[0, -1])
-            inside[:, 0] |= none & (s[:, 0] == lo[0, 0])
-        width = hi - lo
-        rel = torch.where(width == 0, s - lo, (s - lo) / torch.where(width == 0, torch.ones_like(width), width))
-        offsets = torch.where(inside, rel, torch.full_like(rel, -1.0))
-        cls = inside.to(torch.uint8).argmax(dim=1)
-        return cls.to(diffs.device), offsets.to(diffs.device, torch.float32)
+        cls, target = group_targets(diffs.detach().to("cpu", torch.float64), torch.from_numpy(self.bounds),
+                                    outer_edges)
+        return cls.to(diffs.device), target.to(diffs.device, torch.float32)
 
     def decode(self, log_probs: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         """Differences ``(P,)``: leaf = argmax of ``log_probs (P, G)``, ``lo + (hi - lo) * offset``
-        (``lo + offset`` for a zero-width leaf), ``offsets (P, G)`` in [0, 1]."""
-        leaf = log_probs.argmax(dim=-1)
-        b = torch.as_tensor(self.bounds, dtype=torch.float64, device=offsets.device)
-        lo, hi = b[leaf, 0], b[leaf, 1]
-        off = offsets.gather(1, leaf.unsqueeze(1)).squeeze(1).double()
-        out = torch.where(hi == lo, lo + off, lo + (hi - lo) * off)
-        return out.to(offsets.dtype)
+        (``lo + offset`` for a zero-width leaf), ``offsets (P, G)`` in [0, 1]
+        (:func:`methods.core.decode_delta`)."""
+        return decode_delta(log_probs, offsets, torch.from_numpy(self.bounds)).to(offsets.dtype)
 
 
 # --------------------------------------------------------------------------- temporal parsing decoder
@@ -398,7 +336,7 @@ class AQATPT(nn.Module):
         self.register_buffer("group_bounds", torch.full((NUM_GROUPS, 2), float("nan"), dtype=torch.float64))
 
     def set_groups(self, bounds: np.ndarray) -> None:
-        """Store the CoRe group bounds ``(16, 2)`` (from :func:`core_group_bounds`)."""
+        """Store the CoRe group bounds ``(16, 2)`` (from :func:`methods.core.group_intervals`)."""
         b = torch.as_tensor(np.asarray(bounds, np.float64))
         if tuple(b.shape) != (NUM_GROUPS, 2):
             raise ConfigError(f"aqa_tpt: group bounds must be ({NUM_GROUPS}, 2), got {tuple(b.shape)}")
@@ -742,8 +680,7 @@ class AQATPTMethod(Method):
         """Build CoRe's 16 symmetric groups from all pairs of training labels: Min 0, Max =
         label_max - label_min of the dataset card (``self.label_range``)."""
         lo, hi = self.label_range
-        model.set_groups(core_group_bounds(train_labels, depth=5, symmetric=True, group_min=0.0,
-                                           group_max=float(hi) - float(lo)))
+        model.set_groups(group_intervals(np.asarray(train_labels, np.float64), float(hi) - float(lo)))
 
     def forward(self, model: nn.Module, batch: Mapping[str, Any]) -> dict:
         """Query and one exemplar (``batch["exemplar"]["rgb"]``) -> the :class:`AQATPT` output dict
@@ -761,7 +698,7 @@ class AQATPTMethod(Method):
 
 
 __all__ = ["AQATPT", "AQATPTMethod", "CoReGroups", "PairEncoder", "PartDecoderLayer", "TPTLoss", "TPTPairHead",
-           "TPT_BACKBONE_FILE", "TPT_SOURCES", "TemporalParsingDecoder", "core_group_bounds", "decode_scores",
+           "TPT_BACKBONE_FILE", "TPT_SOURCES", "TemporalParsingDecoder", "decode_scores",
            "load_tpt_checkpoint", "snippet_starts", "temporal_ranking_loss"]
 
 

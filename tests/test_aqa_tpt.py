@@ -11,8 +11,9 @@ from torch import nn
 from _golden import assert_matches_golden, inputs_of, load_golden, seeded_state_dict
 from benchmark.api import ClipGeometry
 from benchmark.errors import CheckpointError, ConfigError
-from methods.aqa_tpt import (AQATPT, AQATPTMethod, CoReGroups, TPTLoss, core_group_bounds, decode_scores,
+from methods.aqa_tpt import (AQATPT, AQATPTMethod, CoReGroups, TPTLoss, decode_scores,
                              load_tpt_checkpoint, snippet_starts, temporal_ranking_loss)
+from methods.core import group_intervals
 
 META, GOLDEN = load_golden("aqa_tpt")
 
@@ -40,7 +41,7 @@ def test_matches_original_golden(tmp_path, case_name):
     info = load_tpt_checkpoint(model, _original_layout_file(tmp_path, model, case["weight_seed"]))
     assert info["parts"]["model"]["stripped_module_prefix"] and info["epoch"] == 9
     assert sum(p.numel() for p in model.head.parameters()) == case["param_count_original"]
-    model.set_groups(core_group_bounds(case["train_labels"], group_min=0.0, group_max=case["group_max"]))
+    model.set_groups(group_intervals(np.asarray(case["train_labels"], np.float64), case["group_max"]))
     assert_matches_golden(model.group_bounds, expected["group_bounds"], 0.0, f"{case_name} group bounds")
     x = inputs_of(case)
     lab, ex = torch.tensor(case["label"]), torch.tensor(case["exemplar_label"])
@@ -83,7 +84,7 @@ def test_ranking_loss_hand_worked():
 
 def test_core_groups_hand_worked():
     # labels 0, 1, 3 -> pair deltas sorted [1, 2, 3]; leaf 8 + i edges d[int(i / 8 * 2)], d[int((i + 1) / 8 * 2)]
-    b = core_group_bounds([0.0, 1.0, 3.0], group_min=0.0, group_max=5.0)
+    b = group_intervals(np.array([0.0, 1.0, 3.0]), 5.0)
     pos = [[0, 1], [1, 1], [1, 1], [1, 2], [2, 2], [2, 2], [2, 2], [2, 5]]
     assert b[8:].tolist() == pos
     assert b[:8].tolist() == [[-hi, -lo] for lo, hi in pos[::-1]]
@@ -248,23 +249,3 @@ def test_backbone_from_training_checkpoint_and_model_rgb(tmp_path):
     with pytest.raises(CheckpointError, match="bad_backbone.pth.*'backbone.'"):
         load_tpt_checkpoint(model, bad)
 
-
-def test_groups_agree_with_methods_core():
-    """The CoRe adapter's group functions (methods/core.py) and these give the same numbers."""
-    core = pytest.importorskip("methods.core")
-    rng = np.random.default_rng(3)
-    for labels, span in (([0, 1, 1, 2, 3, 4, 2, 0, 1, 3, 2, 2], 4.0), (rng.integers(0, 11, 40), 10.0),
-                         (np.round(rng.uniform(0, 10, 25), 2), 10.0), ([0.0, 1.0, 3.0], 5.0)):
-        mine = core_group_bounds(labels, group_min=0.0, group_max=span)
-        theirs = core.group_intervals(np.asarray(labels, np.float64), span)
-        np.testing.assert_array_equal(mine, theirs)
-        diffs = torch.tensor([-span, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0, span], dtype=torch.float32)
-        for mode in ("original", "closed"):
-            c1, t1 = CoReGroups(mine).targets(diffs, mode)
-            c2, t2 = core.group_targets(diffs, torch.as_tensor(theirs), mode)
-            assert c1.tolist() == c2.tolist(), (labels, mode)
-            torch.testing.assert_close(t1, t2.float())
-        lp = torch.randn(6, 16)
-        off = torch.rand(6, 16)
-        torch.testing.assert_close(CoReGroups(mine).decode(lp, off),
-                                   core.decode_delta(lp, off, torch.as_tensor(theirs)))

@@ -328,6 +328,23 @@ class Method:
             out[key] = value
         return out
 
+    @classmethod
+    def locate_pretrained(cls, weights_dir: str | Path | None = None) -> dict[str, Path]:
+        """Role -> local path of each :attr:`pretrained_files` entry: ``weights_dir/<name>`` or
+        ``weights_dir/pretrain/<name>`` (the original file names). Never downloads; missing roles
+        are absent (the run then starts from random weights and records it). Methods with a
+        library cache of their own (X3D: torch.hub's) override this to look there too.
+        """
+        out: dict[str, Path] = {}
+        if not weights_dir:
+            return out
+        for role, name in cls.pretrained_files.items():
+            for cand in (Path(weights_dir) / name, Path(weights_dir) / "pretrain" / name):
+                if cand.is_file():
+                    out[role] = cand
+                    break
+        return out
+
     def deviations_from_paper(self) -> dict[str, Any]:
         """Options whose resolved value equals the released code's value where it differs from the paper."""
         return {

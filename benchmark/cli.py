@@ -53,9 +53,7 @@ def _weights(args) -> dict:
     from .registry import available, get_method
     from .runs import find_weights
 
-    if not getattr(args, "weights", None):
-        return {}
-    return {name: find_weights(get_method(name), args.weights) for name in available()}
+    return {name: find_weights(get_method(name), getattr(args, "weights", None)) for name in available()}
 
 
 # ------------------------------------------------------------------- commands
@@ -135,7 +133,7 @@ def cmd_run(args) -> int:
     from .runs import RunSpec, find_weights, resolve
 
     dataset = _dataset_path(args)
-    weights = find_weights(get_method(args.method), args.weights) if args.weights else {}
+    weights = find_weights(get_method(args.method), args.weights)
     run = resolve(RunSpec(method=args.method, dataset=dataset, expression=args.expression, seed=args.seed,
                           scale=args.scale, options=_kv(args.set, "--set"), training=_kv(args.train, "--train"),
                           weights=weights, control=args.control), args.runs_dir)

@@ -115,18 +115,10 @@ def config_hash(config: dict) -> str:
 
 
 def find_weights(method_cls: type[Method], weights_dir: str | Path | None) -> dict[str, Path]:
-    """Role -> path of the method's original checkpoint files found in ``weights_dir``
-    (by their original file names, :attr:`Method.pretrained_files`). Missing files are
-    simply absent (the run then trains from scratch and records it)."""
-    if not weights_dir:
-        return {}
-    out = {}
-    for role, name in method_cls.pretrained_files.items():
-        for cand in (Path(weights_dir) / name, Path(weights_dir) / "pretrain" / name):
-            if cand.is_file():
-                out[role] = cand
-                break
-    return out
+    """Role -> path of the method's original checkpoint files: :meth:`Method.locate_pretrained`
+    (``weights_dir`` by original file name, plus a method's own library cache). Missing files
+    are simply absent (the run then trains from scratch and records it)."""
+    return method_cls.locate_pretrained(weights_dir)
 
 
 def resolve(spec: RunSpec, runs_dir: str | Path) -> ResolvedRun:

@@ -279,7 +279,9 @@ class X3DMethod(Method):
     @classmethod
     def locate_pretrained(cls, weights_dir: str | Path | None = None) -> dict[str, Path]:
         """Role -> local path of :attr:`pretrained_files`: the ``--weights`` folder first, then
-        torch.hub's cache (:func:`find_x3d_checkpoint`); never downloads. Missing roles are absent."""
+        torch.hub's cache (:func:`find_x3d_checkpoint`), where pytorchvideo's own
+        ``x3d_s(pretrained=True)`` leaves it; never downloads. Missing roles are absent. The harness
+        calls it for every run (``benchmark.runs.find_weights``), with or without ``--weights``."""
         out = {}
         for role, file_name in cls.pretrained_files.items():
             p = find_x3d_checkpoint(file_name, weights_dir)

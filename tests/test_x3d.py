@@ -197,6 +197,14 @@ def test_checkpoint_found_in_the_hub_cache(hub_dir, tmp_path):
     m = _method(ClipGeometry(1, 4, 64))
     info = m.load_pretrained(m.build_model(), X3DMethod.locate_pretrained(None))
     assert info["backbone"]["file"] == str(cached)
+    # the harness asks the method, with or without --weights (a run then records the file by content)
+    from benchmark.cli import build_parser, _weights
+    from benchmark.runs import find_weights
+
+    assert find_weights(X3DMethod, None) == {"backbone": cached}
+    args = build_parser().parse_args(["reproduce", "table2"])
+    found = _weights(args)
+    assert found["x3d_s"] == {"backbone": cached} and found["qafe_net"] == {}
 
 
 def test_mismatching_file_raises_checkpoint_error_naming_it(tmp_path):

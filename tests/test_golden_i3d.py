@@ -137,8 +137,13 @@ def test_matches_original(case, tmp_path):
     assert float(feats.std()) > 0.05  # non-trivial features
 
 
-@pytest.mark.skip(reason="train-mode golden differs by 8e-3 when run inside the whole suite (passes alone with "
-                         "OMP_NUM_THREADS=1); eval-mode cases are asserted; open in the issue-7 note")
+# Training-mode BN normalises each Mixed_5c channel over 8 values (2 clips x 1 x 2 x 2 at 40 px), so
+# float32 summation order alone moves the features by up to 1e-2 (this project's own model: 1 vs 2
+# CPU threads differ by 3e-3 on core_train_tiny40); the wrong I3D variant differs by >= 1.07. The
+# features are compared at TRAIN_ATOL, the running statistics (well conditioned) tightly.
+TRAIN_ATOL = 3e-2
+
+
 @pytest.mark.parametrize("case", TRAIN_CASES)
 def test_training_mode_matches_original(case, tmp_path):
     """Batch-statistics BN and the running-stat update (BN momentum 0.01 piergiaj, 0.1 hassony2/core)."""
@@ -148,10 +153,16 @@ def test_training_mode_matches_original(case, tmp_path):
     enc.train()
     with torch.no_grad():
         feats = enc(inputs_of(meta)["x"])
-    assert_matches_golden(feats, golden["features"], meta["atol"], f"{case} features")
+    assert_matches_golden(feats, golden["features"], TRAIN_ATOL, f"{case} features (training-mode BN)")
     assert_matches_golden(enc.Conv3d_1a_7x7.bn.running_mean, golden["first_bn_running_mean"], 1e-6, case)
     assert_matches_golden(enc.Conv3d_1a_7x7.bn.running_var, golden["first_bn_running_var"], 1e-6, case)
-    assert_matches_golden(enc.Mixed_5c.b3b.bn.running_var, golden["last_bn_running_var"], 1e-6, case)
+    assert_matches_golden(enc.Mixed_5c.b3b.bn.running_var, golden["last_bn_running_var"], 2e-4, case)
+    for other in sorted({"core", "hassony2", "piergiaj"} - {meta["variant"]}):  # the tolerance still tells
+        wrong = I3DEncoder(other)
+        load_i3d_checkpoint(wrong, write_original_file(tmp_path, meta["original"], meta["weight_seed"]))
+        with torch.no_grad():
+            assert float((wrong.train()(inputs_of(meta)["x"]) - torch.as_tensor(golden["features"])).abs().max()) \
+                > 10 * TRAIN_ATOL, (case, other)
 
 
 def test_originals_differ_so_the_variant_matters(tmp_path):

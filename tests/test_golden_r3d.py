@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,6 +58,12 @@ def released_file(path: Path, depth: int, n_classes: int, seed: int | None, pref
     return sd
 
 
+def _scaled_atol(case: dict, expected) -> float:
+    """The fixture's atol (1e-5) relative to the output's magnitude: R3D-34 features reach 3.6, where
+    float32 summation order alone (thread count) moved one value by 1.03e-5 in a full-suite run."""
+    return case["atol"] * max(1.0, float(np.abs(np.asarray(expected)).max()))
+
+
 @pytest.mark.parametrize("depth", [18, 34])
 def test_r3d_matches_original(golden, tmp_path, depth):
     meta, out = golden
@@ -73,13 +80,15 @@ def test_r3d_matches_original(golden, tmp_path, depth):
     assert (info["n_pretrain_classes"], info["arch"], info["epoch"]) == (1039, f"resnet-{depth}", 200)
     with torch.no_grad():
         feats = enc(x)
-    assert_matches_golden(feats, out[f"r3d{depth}"]["features"], case["atol"], f"R3D-{depth} 512-d features")
+    assert_matches_golden(feats, out[f"r3d{depth}"]["features"], _scaled_atol(case, out[f"r3d{depth}"]["features"]),
+                          f"R3D-{depth} 512-d features")
     assert float((feats - before).abs().max()) > 1e-2, "loading the file did not change the output"
     # the whole released network (fc kept) against the original's logits
     full = fast_encoder(depth, n_classes=1039).eval()
     load_r3d_checkpoint(full, path)
     with torch.no_grad():
-        assert_matches_golden(full.logits(x), out[f"r3d{depth}"]["logits"], case["atol"], f"R3D-{depth} logits")
+        assert_matches_golden(full.logits(x), out[f"r3d{depth}"]["logits"],
+                              _scaled_atol(case, out[f"r3d{depth}"]["logits"]), f"R3D-{depth} logits")
 
 
 def test_parameter_counts_equal_the_originals(golden):

@@ -203,6 +203,7 @@ def learning_datasets(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 @pytest.mark.parametrize("name", sorted(n for n, r in RECIPES.items() if r["asserted"] and n in FAST_LEARNING))
 def test_learns_severity_from_motion_beyond_shuffled_labels(name, learning_datasets, tmp_path):
     check = learning_check(name, learning_datasets(RECIPES[name]["data"]), tmp_path / "runs")

@@ -9,6 +9,7 @@ label-shuffled control trained the same way.
 from __future__ import annotations
 
 import io
+import json
 import os
 
 import numpy as np
@@ -154,6 +155,35 @@ def test_model_file_round_trip(method_cls):
     fresh.load_state_dict(loaded["state_dict"], strict=True)
     with torch.no_grad():
         assert torch.equal(m.predict(model, batch), fresh_method.predict(fresh, batch))
+
+
+@pytest.mark.parametrize("name", [n for n in METHODS if registry.get_method(n).pretrained_files])
+def test_original_layout_checkpoint_loads_and_changes_the_output(name, tmp_path):
+    """Every released file a method names, written in its ORIGINAL layout (tests/_original_layouts.py),
+    loads through the method's own ``load_pretrained`` at the tiny geometry, is recorded as loaded
+    (JSON-able info, the role not left at random init) and changes the prediction."""
+    from _original_layouts import ORIGINAL_FILE_WRITERS
+
+    method_cls = registry.get_method(name)
+    missing = set(method_cls.pretrained_files.values()) - set(ORIGINAL_FILE_WRITERS)
+    assert not missing, f"add a writer for {sorted(missing)} to tests/_original_layouts.py"
+    m = _method(method_cls, "tiny")
+    torch.manual_seed(0)
+    model = m.build_model()
+    m.on_train_start(model, np.array([0.0, 1.0, 2.0, 4.0], np.float32))
+    model.eval()
+    batch = _batch(m, 2)
+    with torch.no_grad():
+        before = m.predict(model, batch)
+    files = {role: ORIGINAL_FILE_WRITERS[name](tmp_path, 7) for role, name in method_cls.pretrained_files.items()}
+    info = m.load_pretrained(model, files)
+    json.dumps(info)
+    assert not set(files) & set(info.get("random_init", [])), info
+    model.eval()
+    with torch.no_grad():
+        after = m.predict(model, batch)
+    assert torch.isfinite(after).all()
+    assert float((after - before).abs().max()) > 1e-4, "loading the original checkpoint did not change the output"
 
 
 @pytest.mark.parametrize("name", [n for n in METHODS if registry.get_method(n).exemplars is not None])

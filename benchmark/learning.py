@@ -125,5 +125,93 @@ def learning_check(method: str, dataset: str | Path, runs_dir: str | Path, *, se
             "status": status}
 
 
+LEARNING_TRAIN_VIDEOS = 200
+LEARNING_TEST_VIDEOS = 100
+"""Videos of :func:`generate_learning_dataset` (100 train / 50 test subjects x 2)."""
+
+
+def estimate_learning_cost(method: str, *, steps: int = 3, seed: int = 0) -> dict:
+    """Time a method's learning check without running it: median seconds of one training step
+    (forward, loss, backward, optimiser step) and of one evaluation batch on random inputs of
+    the recipe's tiny geometry, scaled to the check's two runs (true and shuffled labels) of
+    ``epochs x ceil(200 / batch_size)`` steps and an evaluation of the 100 test videos x the
+    method's test voters at the last epoch.
+
+    Returns:
+        ``{"step_s", "eval_batch_s", "batch_size", "steps_per_run", "estimate_s"}`` (seconds).
+
+    Raises:
+        ConfigError / UnknownMethodError: as :func:`learning_check`.
+    """
+    import math
+    import statistics
+
+    import numpy as np
+    import torch
+
+    from .api import TrainingConfig
+    from .engine import _make_optimizer
+    from .protocols.pfed5 import CLIP_LEN
+    from .registry import get_method
+    from .scales import get_scale
+
+    cls = get_method(method)
+    recipe = cls.learning_recipe or {}
+    scale = get_scale("tiny")
+    opts = scale.options_for(cls, recipe.get("options", {}))
+    clip = scale.resolve(cls(opts).input_spec(), CLIP_LEN)
+    m = cls(opts, clip.geometry)
+    cfg = m.training_defaults().updated(scale.training, "scale tiny").updated(
+        {**LEARNING_TRAINING, **recipe.get("training", {})}, "learning check")
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    spec, geo = m.input_spec(), m.geometry
+
+    def inputs(b: int) -> dict:
+        out = {"label": torch.tensor([float(i % 5) for i in range(b)])}
+        if spec.rgb:
+            out["rgb"] = torch.randn(b, 3, geo.clip_len, geo.rgb_size, geo.rgb_size, generator=g)
+        if spec.heatmap:
+            out["heatmap"] = torch.rand(b, 3, geo.clip_len, geo.heatmap_size, geo.heatmap_size, generator=g)
+        return out
+
+    def batch(b: int) -> dict:
+        out = inputs(b)
+        if m.exemplars is not None:
+            out["exemplar"] = {**inputs(b), "index": torch.arange(b)}
+        return out
+
+    model = m.build_model()
+    loss_fn = m.build_loss()
+    m.on_train_start(model, np.array([0.0, 1.0, 2.0, 3.0, 4.0], np.float32))
+    optimizer = _make_optimizer(m.param_groups(model, loss_fn, cfg), cfg)
+    bs = int(cfg.batch_size)
+    times = []
+    model.train()
+    for _ in range(steps):
+        x = batch(bs)
+        t0 = time.perf_counter()
+        loss = m.loss(loss_fn, m.forward(model, x), x)
+        if optimizer is not None:
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        times.append(time.perf_counter() - t0)
+    model.eval()
+    evals = []
+    with torch.no_grad():
+        for _ in range(steps):
+            x = batch(bs)
+            t0 = time.perf_counter()
+            m.predict(model, x)
+            evals.append(time.perf_counter() - t0)
+    step_s, eval_s = statistics.median(times), statistics.median(evals)
+    steps_per_run = int(cfg.epochs) * int(cfg.reps_per_epoch) * math.ceil(LEARNING_TRAIN_VIDEOS / bs)
+    voters = m.exemplars.test_voters if m.exemplars is not None else 1
+    eval_batches = math.ceil(LEARNING_TEST_VIDEOS * voters / bs)
+    return {"step_s": step_s, "eval_batch_s": eval_s, "batch_size": bs, "steps_per_run": steps_per_run,
+            "estimate_s": 2 * (steps_per_run * step_s + eval_batches * eval_s)}
+
+
 __all__ = ["LEARNING_TRAINING", "LEARNING_DATA", "learning_recipes", "LEARNING_MARGIN",
-           "LEARNING_EXPRESSION", "generate_learning_dataset", "learning_check"]
+           "LEARNING_EXPRESSION", "generate_learning_dataset", "learning_check", "estimate_learning_cost"]

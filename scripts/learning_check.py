@@ -1,8 +1,9 @@
 """Print the learning check of benchmark/learning.py: test rho x 100 on true vs shuffled labels.
 
-Usage: python scripts/learning_check.py [METHOD ...] [--data VARIANT] [--runs-dir DIR] [--seed N]
+Usage: python scripts/learning_check.py [METHOD ...] [--data VARIANT] [--runs-dir DIR] [--seed N] [--estimate]
 (default: every method with a recipe). --data tiny|nuisance_free picks the dataset
 variant instead of the recipe's. Runs already finished in --runs-dir are reused.
+--estimate times a few training steps instead and prints the check's expected wall time.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from benchmark.learning import LEARNING_DATA, LEARNING_MARGIN, generate_learning_dataset, learning_check, learning_recipes
+from benchmark.learning import (LEARNING_DATA, LEARNING_MARGIN, estimate_learning_cost, generate_learning_dataset,
+                                learning_check, learning_recipes)
 
 
 def main() -> None:
@@ -21,7 +23,14 @@ def main() -> None:
     ap.add_argument("--data", choices=sorted(LEARNING_DATA), help="dataset variant (default: the recipe's)")
     ap.add_argument("--runs-dir", default=None, help="keep the runs here (default: a temporary folder)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--estimate", action="store_true", help="time a few steps, print the expected wall time")
     args = ap.parse_args()
+    if args.estimate:
+        for name in args.methods:
+            e = estimate_learning_cost(name, seed=args.seed)
+            print(f"{name:12s} step {e['step_s']:6.2f} s (batch {e['batch_size']})  eval batch {e['eval_batch_s']:5.2f} s  "
+                  f"{e['steps_per_run']} steps per run  -> about {e['estimate_s'] / 60:5.1f} min for both runs", flush=True)
+        return
     root = Path(args.runs_dir) if args.runs_dir else Path(tempfile.mkdtemp(prefix="qafe-learning-"))
     print(f"margin asserted by the tests: {LEARNING_MARGIN:.0f} rho x 100 points; runs in {root}")
     for name in args.methods:

@@ -239,3 +239,13 @@ def test_learns_severity_from_motion_beyond_shuffled_labels(name, learning_datas
     check = learning_check(name, learning_datasets(RECIPES[name]["data"]), tmp_path / "runs")
     assert check["status"] == {"none": "ok", "shuffled_labels": "ok"}, check
     assert check["margin"] >= LEARNING_MARGIN, check["rho_x100"]
+
+
+def test_learning_cost_estimate_counts_the_checks_steps():
+    """``estimate_learning_cost`` scales a timed step to the check's two runs: 6 epochs x 1 rep x
+    ceil(200 / batch) steps each (the dummy: batch 4 -> 300 steps, no optimiser)."""
+    from benchmark.learning import LEARNING_TRAINING, estimate_learning_cost
+
+    e = estimate_learning_cost("dummy", steps=1)
+    assert e["batch_size"] == 4 and e["steps_per_run"] == LEARNING_TRAINING["epochs"] * 1 * 50 == 300
+    assert e["estimate_s"] == pytest.approx(2 * (300 * e["step_s"] + 25 * e["eval_batch_s"]))

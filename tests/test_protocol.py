@@ -249,3 +249,69 @@ def test_tiny_scale_shrinks_every_method_input_the_same_way():
     assert (t.geometry.rgb_size, t.geometry.subclip_len, t.rgb_resize) == (112, 16, (112, 112))
     assert paper.resolve(InputSpec(subclip_len=16), 144).geometry.n_subclips == 9  # UNBC: 144 frames
     assert paper.resolve(InputSpec(subclip_len=16, clip_len=16), 80).geometry.n_subclips == 1
+
+
+# ------------------------------------------------ helpers the mutation run found untested (tests/mutation.cfg)
+def test_resize_frames_is_per_frame_area_resize_to_w_h():
+    import cv2
+
+    from benchmark.protocols.pfed5 import _resize_frames
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, 12, 20, 3), dtype=np.uint8)  # T=3, H=12, W=20
+    out = _resize_frames(frames, (7, 5))  # (W, H), a non-integer ratio (area != bilinear)
+    assert out.shape == (3, 5, 7, 3) and out.dtype == np.uint8
+    for f, o in zip(frames, out):
+        assert np.array_equal(o, cv2.resize(f, (7, 5), interpolation=cv2.INTER_AREA))
+    assert not np.array_equal(out[0], cv2.resize(frames[0], (7, 5), interpolation=cv2.INTER_LINEAR))
+    assert _resize_frames(frames, (20, 12)) is frames  # already that size: no copy, no resampling
+    # one side equal is not "already that size"
+    assert _resize_frames(frames, (20, 6)).shape == (3, 6, 20, 3)
+    assert _resize_frames(frames, (10, 12)).shape == (3, 12, 10, 3)
+
+
+def test_subject_leak_message_names_the_file_subjects_and_fix():
+    train = pd.DataFrame({"subject": ["a", "b", "c", "d", "e", "f"], "video_id": ["a1", "b1", "c1", "d1", "e1", "f1"]})
+    test = pd.DataFrame({"subject": ["a", "c", "d", "e", "f", "z"], "video_id": ["a2", "c2", "d2", "e2", "f2", "z2"]})
+    with pytest.raises(SubjectLeakError) as exc:
+        check_subject_disjoint(train, test, "/data/videos.csv")
+    assert str(exc.value) == ("/data/videos.csv: subject 'a' is in both train (e.g. video a1) and test (e.g. video a2)"
+                              " (and 4 more: c, d, e); fix the split so that every subject is in one partition only")
+    with pytest.raises(SubjectLeakError) as exc:
+        check_subject_disjoint(train.iloc[:1], test.iloc[:1], "x.csv")
+    assert str(exc.value).endswith("(e.g. video a2); fix the split so that every subject is in one partition only")
+
+
+def test_expression_split_errors_name_videos_csv_and_one_video_per_side_is_enough(tmp_path):
+    card = load_card("synthetic")
+    ds = _positional_prepared(tmp_path, n_frames=(12, 12), labels=(0, 1), splits=("train", "test"))
+    train, test = expression_split(ds, card, "smile")  # one train and one test video: valid
+    assert (len(train), len(test)) == (1, 1)
+    where = str(ds.root / "videos.csv")
+    with pytest.raises(DataError) as exc:
+        expression_split(ds, card, "frown")
+    assert str(exc.value).startswith(f"{where}: expression 'frown' has 0 train and 0 test videos")
+    assert str(exc.value).endswith("both partitions need at least one")
+    only_train = _positional_prepared(tmp_path / "t", n_frames=(12, 12), labels=(0, 1), splits=("train", "train"))
+    with pytest.raises(DataError, match="has 2 train and 0 test videos"):
+        expression_split(only_train, card, "smile")
+    leak = _positional_prepared(tmp_path / "l", n_frames=(12, 12), labels=(0, 1), subjects=["s0", "s0"],
+                                splits=("train", "test"))
+    with pytest.raises(SubjectLeakError, match=f"^{leak.root / 'videos.csv'}: subject 's0'"):
+        expression_split(leak, card, "smile")
+
+
+def test_loop_indices_of_a_one_frame_video_and_their_dtype():
+    assert loop_clip_indices(1, 4).tolist() == [0, 0, 0, 0]
+    assert loop_clip_indices(5, 3).dtype == np.int64
+    with pytest.raises(DataError, match="^a video needs at least one frame$"):
+        loop_clip_indices(0, 4)
+
+
+def test_to_tensor_stays_float32_after_normalisation():
+    frames = np.full((2, 4, 4, 3), 128, np.uint8)
+    for norm in ("imagenet", "kinetics", "minus_one_one", "unit", None):
+        t = to_tensor(frames, norm)
+        assert t.dtype == torch.float32 and t.shape == (3, 2, 4, 4), norm
+    # imagenet: (128/255 - 0.485) / 0.229 on the red channel
+    assert to_tensor(frames, "imagenet")[0, 0, 0, 0].item() == pytest.approx((128 / 255 - 0.485) / 0.229, abs=1e-6)

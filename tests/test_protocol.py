@@ -315,3 +315,88 @@ def test_to_tensor_stays_float32_after_normalisation():
         assert t.dtype == torch.float32 and t.shape == (3, 2, 4, 4), norm
     # imagenet: (128/255 - 0.485) / 0.229 on the red channel
     assert to_tensor(frames, "imagenet")[0, 0, 0, 0].item() == pytest.approx((128 / 255 - 0.485) / 0.229, abs=1e-6)
+
+
+def test_heatmap_stream_is_the_rendered_volume_resized_and_centre_cropped(tmp_path):
+    """Test clips: the heatmap input is cached_heatmap_frames at the method's mode, sigma and render
+    size, for the eval frame indices, area-resized to heatmap_resize and centre-cropped; RGB uses the
+    method's normalisation."""
+    import cv2
+
+    from benchmark.data.heatmaps import cached_heatmap_frames
+
+    ds = _positional_prepared(tmp_path, n_frames=(12, 12, 20, 12))
+    _, test = expression_split(ds, load_card("synthetic"), "smile")
+    settings = _settings(ClipGeometry(1, 8, 12, 5), frame=16, heatmap_resize=7, heatmap=True,
+                         heatmap_mode="paper", heatmap_sigma=2.0, rgb_normalisation="imagenet")
+    settings = ClipSettings(settings.geometry, settings.rgb_resize, 24, 7, settings.inputs)  # render at 24 px
+    te = ClipDataset(ds, test, settings, train=False)
+    it = te[0]  # v2: 20 frames -> 8 evenly spaced
+    idx = eval_clip_indices(20, 8)
+    hm = cached_heatmap_frames(ds, "v2", idx, mode="paper", sigma=2.0, size=24)
+    hm = np.stack([cv2.resize(f, (7, 7), interpolation=cv2.INTER_AREA) for f in hm])[:, 1:6, 1:6]
+    assert torch.equal(it["heatmap"], to_tensor(hm, None))
+    for kw in ({"mode": "points", "sigma": 2.0, "size": 24}, {"mode": "paper", "sigma": 1.0, "size": 24},
+               {"mode": "paper", "sigma": 2.0, "size": 16}):  # each setting matters
+        other = cached_heatmap_frames(ds, "v2", idx, **kw)
+        other = np.stack([cv2.resize(f, (7, 7), interpolation=cv2.INTER_AREA) for f in other])[:, 1:6, 1:6]
+        assert not torch.equal(it["heatmap"], to_tensor(other, None)), kw
+    rgb = ds.frames("v2", idx)[:, 2:14, 2:14]
+    assert torch.allclose(it["rgb"], to_tensor(rgb, "imagenet"))
+    assert not torch.allclose(it["rgb"], to_tensor(rgb, None))
+
+
+def test_train_heatmap_crops_cover_every_offset_when_not_synced(tmp_path, monkeypatch):
+    ds = _positional_prepared(tmp_path)
+    train, _ = expression_split(ds, load_card("synthetic"), "smile")
+    import benchmark.data.heatmaps as hmod
+
+    monkeypatch.setattr(hmod, "cached_heatmap_frames", lambda dataset, vid, idx, **kw: dataset.frames(vid, idx))
+    settings = _settings(ClipGeometry(1, 4, 12, 12), heatmap_resize=16, heatmap=True, stream_sync="none")
+    tr = ClipDataset(ds, train, settings, train=True, reps=60, seed=4)
+    seen = {_window(tr[i]["heatmap"])[:2] for i in range(len(tr))}
+    assert seen == {(y, x) for y in range(5) for x in range(5)}  # 0..16-12 on both axes, each reached
+    te = ClipDataset(ds, train, settings, train=False)
+    assert _window(te[0]["heatmap"]) == (2, 2, False)  # centre on both axes
+
+
+def test_clip_dataset_lengths_voter_default_and_errors(tmp_path):
+    ds = _positional_prepared(tmp_path, n_frames=(3, 12, 12, 12), labels=(0, 1, 2, 3),
+                              splits=("train", "train", "test", "test"))
+    train, test = expression_split(ds, load_card("synthetic"), "smile")
+    s = _settings(ClipGeometry(1, 4, 12, 4))
+    assert len(ClipDataset(ds, train, s, train=True, reps=3)) == 6
+    assert len(ClipDataset(ds, test, s, train=False, reps=3)) == 2  # test clips are not repeated
+    assert len(ClipDataset(ds, train, s, train=True)) == 2
+    # a 3-frame training video loops to the clip length (official load_short_clips)
+    tr = ClipDataset(ds, train, s, train=True)
+    assert [round(v * 255) for v in tr[0]["rgb"][2, :, 0, 0].tolist()] == [0] * 4
+    assert train_clip_indices(3, 4, np.random.default_rng(0)).tolist() == [0, 1, 2, 0]
+    assert train_clip_indices(4, 4, np.random.default_rng(0)).tolist() == [0, 1, 2, 3]  # exactly clip_len frames
+    # test-time exemplars are the voters, voter 0 by default
+    spec = ExemplarSpec(test_voters=3)
+    big = _positional_prepared(tmp_path / "b", n_frames=(12,) * 6, labels=(0, 1, 2, 3, 4, 0),
+                               splits=("train", "train", "train", "train", "test", "test"))
+    btrain, btest = expression_split(big, load_card("synthetic"), "smile")
+    te = ClipDataset(big, btest, s, train=False, seed=3, exemplar_pool=btrain, exemplars=spec)
+    for row in range(len(te)):
+        assert te[row]["exemplar"]["index"] == te.voters(row)[0]
+        te.set_voter(2)
+        assert te[row]["exemplar"]["index"] == te.voters(row)[2]
+        te.set_voter(0)
+    with pytest.raises(DataError, match="^an exemplar pool needs the method's ExemplarSpec$"):
+        ClipDataset(big, btest, s, train=False, exemplar_pool=btrain)
+    with pytest.raises(DataError, match="^no training video to draw exemplars from$"):
+        ClipDataset(big, btest, s, train=False, exemplar_pool=btrain.iloc[:0], exemplars=spec)
+    two = ClipDataset(big, btrain.iloc[:2], s, train=True, exemplar_pool=btrain.iloc[:2], exemplars=spec)
+    assert {two[i]["exemplar"]["index"] for i in range(2)} == {1, 0}  # two videos: each pairs with the other
+    with pytest.raises(DataError, match=r"^1 training video\(s\): an exemplar other than the query itself needs "
+                                        r"at least 2 training videos$"):
+        ClipDataset(big, btrain.iloc[:1], s, train=True, exemplar_pool=btrain.iloc[:1], exemplars=spec)
+    with pytest.raises(DataError, match="^RGB crop 17 larger than the resized frames 16x16$"):
+        ClipDataset(ds, test, _settings(ClipGeometry(1, 4, 17, 4)), train=False)
+    wide = ClipSettings(ClipGeometry(1, 4, 17, 4), (20, 16), 16, 6, s.inputs)
+    with pytest.raises(DataError, match="^RGB crop 17 larger than the resized frames 20x16$"):
+        ClipDataset(ds, test, wide, train=False)
+    with pytest.raises(DataError, match="^heatmap crop 7 larger than the resized heatmaps 6$"):
+        ClipDataset(ds, test, _settings(ClipGeometry(1, 4, 12, 7), heatmap=True), train=False)

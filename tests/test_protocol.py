@@ -277,6 +277,8 @@ def test_subject_leak_message_names_the_file_subjects_and_fix():
         check_subject_disjoint(train, test, "/data/videos.csv")
     assert str(exc.value) == ("/data/videos.csv: subject 'a' is in both train (e.g. video a1) and test (e.g. video a2)"
                               " (and 4 more: c, d, e); fix the split so that every subject is in one partition only")
+    with pytest.raises(SubjectLeakError, match=r"\(e\.g\. video a2\) \(and 1 more: c\); fix"):
+        check_subject_disjoint(train.iloc[:3], test.iloc[:2], "x.csv")
     with pytest.raises(SubjectLeakError) as exc:
         check_subject_disjoint(train.iloc[:1], test.iloc[:1], "x.csv")
     assert str(exc.value).endswith("(e.g. video a2); fix the split so that every subject is in one partition only")
@@ -327,20 +329,24 @@ def test_heatmap_stream_is_the_rendered_volume_resized_and_centre_cropped(tmp_pa
 
     ds = _positional_prepared(tmp_path, n_frames=(12, 12, 20, 12))
     _, test = expression_split(ds, load_card("synthetic"), "smile")
-    settings = _settings(ClipGeometry(1, 8, 12, 5), frame=16, heatmap_resize=7, heatmap=True,
-                         heatmap_mode="paper", heatmap_sigma=2.0, rgb_normalisation="imagenet")
-    settings = ClipSettings(settings.geometry, settings.rgb_resize, 24, 7, settings.inputs)  # render at 24 px
-    te = ClipDataset(ds, test, settings, train=False)
-    it = te[0]  # v2: 20 frames -> 8 evenly spaced
-    idx = eval_clip_indices(20, 8)
-    hm = cached_heatmap_frames(ds, "v2", idx, mode="paper", sigma=2.0, size=24)
-    hm = np.stack([cv2.resize(f, (7, 7), interpolation=cv2.INTER_AREA) for f in hm])[:, 1:6, 1:6]
-    assert torch.equal(it["heatmap"], to_tensor(hm, None))
-    for kw in ({"mode": "points", "sigma": 2.0, "size": 24}, {"mode": "paper", "sigma": 1.0, "size": 24},
-               {"mode": "paper", "sigma": 2.0, "size": 16}):  # each setting matters
-        other = cached_heatmap_frames(ds, "v2", idx, **kw)
-        other = np.stack([cv2.resize(f, (7, 7), interpolation=cv2.INTER_AREA) for f in other])[:, 1:6, 1:6]
-        assert not torch.equal(it["heatmap"], to_tensor(other, None)), kw
+    idx = eval_clip_indices(20, 8)  # v2: 20 frames -> 8 evenly spaced
+
+    def expected(**kw):
+        hm = cached_heatmap_frames(ds, "v2", idx, **kw)
+        return to_tensor(np.stack([cv2.resize(f, (7, 7), interpolation=cv2.INTER_AREA) for f in hm])[:, 1:6, 1:6],
+                         None)
+
+    for mode, sigma in (("paper", 2.0), ("points", 1.0)):  # "paper" is the default mode: try another too
+        base = _settings(ClipGeometry(1, 8, 12, 5), frame=16, heatmap_resize=7, heatmap=True, heatmap_mode=mode,
+                         heatmap_sigma=sigma, rgb_normalisation="imagenet")
+        settings = ClipSettings(base.geometry, base.rgb_resize, 24, 7, base.inputs)  # rendered at 24 px
+        it = ClipDataset(ds, test, settings, train=False)[0]
+        assert torch.equal(it["heatmap"], expected(mode=mode, sigma=sigma, size=24)), mode
+        other_mode = "points" if mode == "paper" else "paper"
+        for kw in ({"mode": other_mode, "sigma": sigma, "size": 24}, {"mode": mode, "sigma": sigma, "size": 16}):
+            assert not torch.equal(it["heatmap"], expected(**kw)), (mode, kw)
+        if mode == "paper":
+            assert not torch.equal(it["heatmap"], expected(mode=mode, sigma=1.0, size=24))
     rgb = ds.frames("v2", idx)[:, 2:14, 2:14]
     assert torch.allclose(it["rgb"], to_tensor(rgb, "imagenet"))
     assert not torch.allclose(it["rgb"], to_tensor(rgb, None))
@@ -354,10 +360,12 @@ def test_train_heatmap_crops_cover_every_offset_when_not_synced(tmp_path, monkey
     monkeypatch.setattr(hmod, "cached_heatmap_frames", lambda dataset, vid, idx, **kw: dataset.frames(vid, idx))
     settings = _settings(ClipGeometry(1, 4, 12, 12), heatmap_resize=16, heatmap=True, stream_sync="none")
     tr = ClipDataset(ds, train, settings, train=True, reps=60, seed=4)
-    seen = {_window(tr[i]["heatmap"])[:2] for i in range(len(tr))}
-    assert seen == {(y, x) for y in range(5) for x in range(5)}  # 0..16-12 on both axes, each reached
-    te = ClipDataset(ds, train, settings, train=False)
-    assert _window(te[0]["heatmap"]) == (2, 2, False)  # centre on both axes
+    windows = [_window(tr[i]["heatmap"]) for i in range(len(tr))]
+    assert {w[:2] for w in windows} == {(y, x) for y in range(5) for x in range(5)}  # 0..16-12, each reached
+    assert {w[2] for w in windows} == {True, False}  # its own coin: both flips
+    for seed in range(6):  # test clips: centred on both axes, never flipped, whatever the seed
+        te = ClipDataset(ds, train, settings, train=False, seed=seed)
+        assert all(_window(te[i]["heatmap"]) == (2, 2, False) for i in range(len(te)))
 
 
 def test_clip_dataset_lengths_voter_default_and_errors(tmp_path):
@@ -368,6 +376,15 @@ def test_clip_dataset_lengths_voter_default_and_errors(tmp_path):
     assert len(ClipDataset(ds, train, s, train=True, reps=3)) == 6
     assert len(ClipDataset(ds, test, s, train=False, reps=3)) == 2  # test clips are not repeated
     assert len(ClipDataset(ds, train, s, train=True)) == 2
+    # defaults: seed 0 and epoch 0 until set_epoch
+    a, b = ClipDataset(ds, train, s, train=True, reps=4), ClipDataset(ds, train, s, train=True, reps=4, seed=0)
+    first = [_window(a[i]["rgb"]) for i in range(len(a))]
+    assert first == [_window(b[i]["rgb"]) for i in range(len(b))]
+    a.set_epoch(0)
+    assert first == [_window(a[i]["rgb"]) for i in range(len(a))]
+    with pytest.raises(ValueError, match="^unknown normalisation 'zscore'; choose one of "
+                                         + ", ".join(__import__("benchmark.api").api.NORMALISATIONS) + "$"):
+        to_tensor(np.zeros((1, 2, 2, 3), np.uint8), "zscore")
     # a 3-frame training video loops to the clip length (official load_short_clips)
     tr = ClipDataset(ds, train, s, train=True)
     assert [round(v * 255) for v in tr[0]["rgb"][2, :, 0, 0].tolist()] == [0] * 4
@@ -378,6 +395,8 @@ def test_clip_dataset_lengths_voter_default_and_errors(tmp_path):
     big = _positional_prepared(tmp_path / "b", n_frames=(12,) * 6, labels=(0, 1, 2, 3, 4, 0),
                                splits=("train", "train", "train", "train", "test", "test"))
     btrain, btest = expression_split(big, load_card("synthetic"), "smile")
+    four = ClipDataset(big, btest, s, train=False, seed=3, exemplar_pool=btrain, exemplars=ExemplarSpec(4))
+    assert all(sorted(four.voters(r).tolist()) == [0, 1, 2, 3] for r in range(len(four)))  # k = pool: no repeat
     te = ClipDataset(big, btest, s, train=False, seed=3, exemplar_pool=btrain, exemplars=spec)
     for row in range(len(te)):
         assert te[row]["exemplar"]["index"] == te.voters(row)[0]

@@ -149,7 +149,6 @@ def estimate_learning_cost(method: str, *, steps: int = 3, seed: int = 0) -> dic
     import numpy as np
     import torch
 
-    from .api import TrainingConfig
     from .engine import _make_optimizer
     from .protocols.pfed5 import CLIP_LEN
     from .registry import get_method

@@ -1,0 +1,190 @@
+"""Run records without training: what ``resolve`` writes into a config and refuses,
+how ``report`` picks a recorded run, and the record files' safety (atomic JSON with
+NaN as null, the run lock, safe model-file loading)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from benchmark import registry
+from benchmark.errors import CheckpointError, ConfigError
+from benchmark.runs import (RunLock, RunSpec, config_hash, find_recorded_run, hashed_config, load_model_file,
+                            read_result, resolve, write_csv, write_json)
+
+from test_runs import TinyLinear
+
+
+class TwoWeights(TinyLinear):
+    name = "two_weights"
+    pretrained_files = {"rgb": "rgb.pth", "heatmap": "heatmap.pth"}
+
+
+@pytest.fixture(autouse=True)
+def _register():
+    registry.register("tiny_linear", TinyLinear)
+    registry.register("two_weights", TwoWeights)
+    yield
+    registry.unregister("tiny_linear")
+    registry.unregister("two_weights")
+
+
+def test_resolved_config_records_what_the_run_is(small_prepared, tmp_path):
+    w = tmp_path / "rgb_weights.pth"
+    w.write_bytes(b"abc")
+    run = resolve(RunSpec("two_weights", small_prepared.root, "smile", seed=3, weights={"rgb": w},
+                          training={"epochs": 2}), tmp_path / "runs")
+    cfg = run.config
+    assert cfg["method"] == "two_weights" and cfg["expression"] == "smile" and cfg["seed"] == 3
+    assert cfg["scale"] == "tiny" and cfg["split"] == "official" and cfg["control"] == "none"
+    assert cfg["protocol"] == "pfed5" and cfg["options"] == {"explode": False}
+    assert cfg["dataset"]["card"] == "synthetic" and cfg["dataset"]["landmark_scheme"] == "test_1"
+    assert cfg["dataset"]["backend"] == "test" and cfg["dataset"]["content_hash"] == small_prepared.content_hash
+    # sha256("abc"), a published test vector
+    assert cfg["pretrained"] == {"rgb": {"file": "rgb_weights.pth", "sha256":
+                                         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}}
+    assert cfg["paths"]["weights"] == {"rgb": str(w.resolve())}
+    assert cfg["paths"]["dataset"] == str(Path(small_prepared.root).resolve())
+    assert cfg["training"]["epochs"] == 2 and run.training.epochs == 2
+    assert cfg["exemplars"] is None and cfg["deviations_from_paper"] == run.method.deviations_from_paper()
+    assert run.folder == tmp_path / "runs" / f"two_weights-smile-s3-{run.run_id}"
+    assert run.run_id == config_hash(cfg) and len(run.run_id) == 12
+    assert int(run.run_id, 16) >= 0  # hex digits
+    # an expression given by its index of the card resolves to its name
+    assert resolve(RunSpec("tiny_linear", small_prepared.root, "1"), tmp_path).config["expression"] == "smile"
+
+
+def test_resolve_refuses_bad_controls_splits_roles_and_missing_files(small_prepared, tmp_path):
+    d = small_prepared.root
+    with pytest.raises(ConfigError, match="unknown control 'shuffle'; choose one of none, shuffled_labels"):
+        resolve(RunSpec("tiny_linear", d, "smile", control="shuffle"), tmp_path)
+    with pytest.raises(ConfigError, match="split 'random' is not available for protocol 'pfed5'; use 'official'"):
+        resolve(RunSpec("tiny_linear", d, "smile", split="random"), tmp_path)
+    with pytest.raises(ConfigError, match="method 'two_weights' takes no 'c3d' weights; roles: rgb, heatmap"):
+        resolve(RunSpec("two_weights", d, "smile", weights={"c3d": tmp_path / "x"}), tmp_path)
+    with pytest.raises(ConfigError, match=r"method 'tiny_linear' takes no 'rgb' weights; roles: \(none\)"):
+        resolve(RunSpec("tiny_linear", d, "smile", weights={"rgb": tmp_path / "x"}), tmp_path)
+    with pytest.raises(CheckpointError, match=r"absent.pth: no such checkpoint file \(expected heatmap.pth\)"):
+        resolve(RunSpec("two_weights", d, "smile", weights={"heatmap": tmp_path / "absent.pth"}), tmp_path)
+    assert resolve(RunSpec("tiny_linear", d, "smile", control="shuffled_labels"), tmp_path).config["control"] == \
+        "shuffled_labels"
+
+
+def test_hashed_config_keeps_contents_drops_paths_names_and_speed():
+    cfg = {"method": "m", "paths": {"dataset": "/a"}, "training": {"lr": 0.1, "num_workers": 4},
+           "pretrained": {"rgb": {"file": "x.pth", "sha256": "ff"}, "old": "aa"}}
+    assert hashed_config(cfg) == {"method": "m", "training": {"lr": 0.1}, "pretrained": {"rgb": "ff", "old": "aa"}}
+    assert cfg["training"] == {"lr": 0.1, "num_workers": 4}  # the input is not modified
+    h = config_hash(cfg)
+    assert h == config_hash({**cfg, "paths": {}}) == config_hash(dict(reversed(list(cfg.items()))))
+    assert h != config_hash({**cfg, "training": {"lr": 0.2}})
+    import hashlib
+
+    text = json.dumps(hashed_config(cfg), sort_keys=True, separators=(",", ":"), default=str)
+    assert h == hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _record(run, runs_dir: Path, *, roles: dict, status: str = "ok", seed_shift: int = 0, name: str = ""):
+    """A finished run of ``run``'s config with other pretrained files, as ``reproduce --weights`` left it."""
+    cfg = json.loads(json.dumps(run.config))
+    cfg["pretrained"] = {r: {"file": f"{r}.pth", "sha256": h} for r, h in roles.items()}
+    cfg["seed"] += seed_shift
+    rid = config_hash(cfg)
+    folder = runs_dir / (name or f"{run.folder.name[:-len(run.run_id)]}{rid}")
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    if status:
+        (folder / "result.json").write_text(json.dumps({"status": status}))
+    return folder
+
+
+def test_find_recorded_run_picks_the_finished_run_with_most_pretrained_roles(small_prepared, tmp_path):
+    runs = tmp_path / "runs"
+    run = resolve(RunSpec("two_weights", small_prepared.root, "smile"), runs)
+    assert find_recorded_run(run, runs) is None  # nothing recorded
+    runs.mkdir()
+    _record(run, runs, roles={"rgb": "11"}, status="failed")  # failed: never substituted
+    _record(run, runs, roles={"rgb": "22", "heatmap": "33"}, status="running")  # unfinished
+    _record(run, runs, roles={"rgb": "44"}, seed_shift=1)  # differs in more than the weights
+    assert find_recorded_run(run, runs) is None
+    one = _record(run, runs, roles={"rgb": "55"})
+    found = find_recorded_run(run, runs)
+    assert found.folder == one and found.config["pretrained"]["rgb"]["sha256"] == "55"
+    assert found.run_id == one.name[-12:] and found.method is run.method
+    two = _record(run, runs, roles={"rgb": "66", "heatmap": "77"})
+    assert find_recorded_run(run, runs).folder == two  # two roles beat one
+    broken = _record(run, runs, roles={"rgb": "ab", "heatmap": "cd", "x": "ef"})
+    (broken / "config.json").write_text("{not json")
+    assert find_recorded_run(run, runs).folder != broken  # an unreadable config is skipped
+    # another method's, expression's or seed's folder never matches the prefix
+    assert find_recorded_run(resolve(RunSpec("two_weights", small_prepared.root, "smile", seed=1), runs), runs) \
+        is None
+    # ignoring nothing: only the run's own config matches
+    assert find_recorded_run(run, runs, ignore=()) is None
+
+
+def test_find_recorded_run_tie_goes_to_the_first_folder(small_prepared, tmp_path):
+    runs = tmp_path / "runs"
+    run = resolve(RunSpec("two_weights", small_prepared.root, "smile"), runs)
+    runs.mkdir()
+    prefix = run.folder.name[:-12]
+    b = _record(run, runs, roles={"rgb": "1"}, name=prefix + "bbbbbbbbbbbb")
+    a = _record(run, runs, roles={"rgb": "2"}, name=prefix + "aaaaaaaaaaaa")
+    assert find_recorded_run(run, runs).folder == a
+    c = _record(run, runs, roles={"rgb": "3", "heatmap": "4"}, name=prefix + "cccccccccccc")
+    assert find_recorded_run(run, runs).folder == c and b.exists()
+
+
+def test_read_result_is_none_for_absent_or_corrupt_records(tmp_path):
+    assert read_result(tmp_path) is None
+    (tmp_path / "result.json").write_text('{"status": "ok"')  # cut off mid-write by a crash
+    assert read_result(tmp_path) is None
+    (tmp_path / "result.json").write_text('{"status": "ok"}')
+    assert read_result(tmp_path) == {"status": "ok"}
+
+
+def test_write_json_writes_nan_as_null_and_leaves_no_temporary(tmp_path):
+    p = tmp_path / "r.json"
+    write_json(p, {"a": float("nan"), "b": [1.5, float("nan"), (2, float("nan"))], "c": {"d": float("nan")},
+                   "e": "x", "f": Path("/p")})
+    assert json.loads(p.read_text()) == {"a": None, "b": [1.5, None, [2, None]], "c": {"d": None}, "e": "x",
+                                         "f": "/p"}
+    assert "NaN" not in p.read_text() and "\n  " in p.read_text()  # strict JSON, indented
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["r.json"]
+    write_csv(tmp_path / "t.csv", pd.DataFrame({"x": [1, 2]}))
+    assert (tmp_path / "t.csv").read_text() == "x\n1\n2\n"  # no index column
+
+
+def test_run_lock_is_exclusive_and_released(tmp_path):
+    folder = tmp_path / "run"
+    with RunLock(folder) as first:
+        assert first.acquired and (folder / ".lock").is_file()
+        with RunLock(folder) as second:
+            assert not second.acquired
+        with RunLock(folder) as third:  # the failed attempt did not release the holder's lock
+            assert not third.acquired
+    with RunLock(folder) as again:
+        assert again.acquired
+
+
+def test_load_model_file_refuses_what_is_not_a_safe_model_file(tmp_path):
+    with pytest.raises(CheckpointError, match=r"absent.pt: no such model file \(a finished run folder holds"):
+        load_model_file(tmp_path / "absent.pt")
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    with pytest.raises(CheckpointError, match="other.pt: not a qafe-bench model file"):
+        load_model_file(other)
+    torch.save([1, 2], other)
+    with pytest.raises(CheckpointError, match="other.pt: not a qafe-bench model file"):
+        load_model_file(other)
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "qafe-bench-model", "x": Path}, evil)  # a class: refused by weights_only
+    with pytest.raises(CheckpointError, match="evil.pt: cannot be read safely as a qafe-bench model file"):
+        load_model_file(evil)
+    good = tmp_path / "model.pt"
+    torch.save({"format": "qafe-bench-model", "version": 1, "config": {}, "state_dict": {"w": torch.ones(2)}}, good)
+    assert load_model_file(good)["state_dict"]["w"].tolist() == [1.0, 1.0]

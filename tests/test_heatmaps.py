@@ -490,3 +490,192 @@ def test_cli_heatmaps_writes_the_cache_the_runs_then_read(tmp_path, capsys):
     # a method without heatmap inputs: one clear error, exit status 2
     assert main(["heatmaps", "--dataset", str(ds.root), "--method", "former_dfer", "--quiet"]) == 2
     assert "reads no landmark heatmaps" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# edges: empty clips, one-pixel images, argument checks, more frames than OpenCV has channels,
+# every rendering parameter passed through the cache helpers (found by mutation testing)
+
+
+def test_jet_lut_built_fresh_equals_opencv_value_by_value(monkeypatch):
+    import benchmark.data.heatmaps as hm
+
+    monkeypatch.setattr(hm, "_JET_RGB", None)  # not the table an earlier test built
+    lut = jet_rgb_lut()
+    assert lut.shape == (256, 3) and lut.dtype == np.uint8 and not lut.flags.writeable
+    for v in range(256):
+        assert tuple(lut[v]) == _jet_rgb(v), v
+    assert jet_rgb_lut() is lut  # built once
+
+
+def test_blur_of_more_frames_than_opencv_has_channels_equals_per_frame_blur():
+    from benchmark.data.heatmaps import _MAX_CV_CHANNELS, _blur_stack
+
+    rng = np.random.default_rng(3)
+    stack = rng.random((9, 7, _MAX_CV_CHANNELS + 5), dtype=np.float32)
+    out = _blur_stack(stack.copy())
+    assert out.shape == stack.shape and out.dtype == np.float32
+    for t in range(stack.shape[2]):
+        ref = cv2.GaussianBlur(np.ascontiguousarray(stack[:, :, t]), (7, 7), 0, borderType=cv2.BORDER_REFLECT_101)
+        np.testing.assert_array_equal(out[:, :, t], ref, err_msg=f"frame {t}")
+
+
+def test_normalise_divides_by_each_frames_peak_and_keeps_an_empty_frame_zero():
+    from benchmark.data.heatmaps import _normalise_
+
+    stack = np.zeros((2, 2, 3), np.float32)
+    stack[0, 0, 0], stack[1, 1, 0] = 4.0, 1.0
+    stack[0, 1, 2] = 0.5
+    out = _normalise_(stack)
+    assert np.isfinite(out).all()
+    np.testing.assert_array_equal(out[:, :, 0], [[1.0, 0.0], [0.0, 0.25]])
+    assert not out[:, :, 1].any()  # no landmark: stays 0, not 0 / 0
+    np.testing.assert_array_equal(out[:, :, 2], [[0.0, 1.0], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize("mode", ["paper", "official", "points"])
+def test_an_empty_clip_renders_an_empty_volume(mode):
+    frames = np.zeros((0, 8, 6, 3), np.uint8) if mode == "paper" else None
+    out = render_heatmap_frames(np.zeros((0, 3, 2), np.float32), size=(8, 6), mode=mode, frames=frames)
+    assert out.shape == (0, 8, 6, 3) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("mode", ["paper", "official", "points"])
+def test_one_pixel_image(mode):
+    rgb = np.full((1, 1, 1, 3), 200, np.uint8)
+    out = render_heatmap_frames(np.zeros((1, 1, 2), np.float32), size=1, mode=mode, frames=rgb,
+                                skip_first_landmark=False)
+    assert out.shape == (1, 1, 1, 3) and out.dtype == np.uint8
+    expected = {"paper": (200, 200, 200), "official": (128, 0, 0), "points": (255, 255, 255)}[mode]
+    assert tuple(out[0, 0, 0]) == expected  # the landmark's own pixel: weight 1, JET(255), mask 255
+
+
+def test_points_mode_is_uint8_and_never_smoothed():
+    pts = np.array([[[2.0, 3.0]]], np.float32)
+    out = render_heatmap_frames(pts, size=(6, 5), mode="points", smoothing="gauss7")
+    assert out.dtype == np.uint8 and out.shape == (1, 6, 5, 3)
+    assert set(map(tuple, np.argwhere(out[0, ..., 0]))) == {(3, 2)}
+
+
+def test_size_kernel_and_sigma_checks_name_the_bad_value():
+    pts = np.zeros((1, 1, 2), np.float32)
+    for ok in [(1, 5), (5, 1), 1]:
+        assert render_heatmap_frames(pts, size=ok, mode="points").shape[1:3] == ((ok,) * 2 if isinstance(ok, int)
+                                                                                 else ok)
+    for bad in [(0, 4), (4, 0), 0, (-1, -1)]:
+        with pytest.raises(ValueError, match=rf"size must be positive, got {re_escape(bad)}"):
+            render_heatmap_frames(pts, size=bad, mode="points")
+    for bad in ["ab", (1, 2, 3), None]:
+        with pytest.raises(ValueError, match=rf"size must be an int or \(H, W\), got {re_escape(bad)}"):
+            render_heatmap_frames(pts, size=bad, mode="points")
+    assert render_heatmap_frames(pts, size=4, mode="official", kernel_size=1, skip_first_landmark=False).any()
+    for bad in [-1, True, 2.5, 0, 4]:
+        with pytest.raises(ValueError, match=rf"kernel_size must be a positive odd integer, got {re_escape(bad)}"):
+            render_heatmap_frames(pts, size=4, mode="official", kernel_size=bad, skip_first_landmark=False)
+    with pytest.raises(ValueError, match=r"sigma must be a positive number, got 'wide'"):
+        render_heatmap_frames(pts, size=4, mode="official", sigma="wide", skip_first_landmark=False)
+    with pytest.raises(ValueError, match=r"sigma must be a positive finite number, got inf"):
+        render_heatmap_frames(pts, size=4, mode="official", sigma=float("inf"), skip_first_landmark=False)
+
+
+def re_escape(v) -> str:
+    import re
+
+    return re.escape(repr(v))
+
+
+def test_error_messages_say_how_to_fix_the_input():
+    with pytest.raises(ValueError) as e:
+        render_heatmap_frames(np.zeros((1, 1, 2), np.float32), size=8, mode="official")
+    assert str(e.value) == "no landmark left to draw (K == 0, or K == 1 with skip_first_landmark)"
+    with pytest.raises(ValueError) as e:
+        render_heatmap_frames(np.full((1, 2, 2), np.inf, np.float32), size=8, mode="points")
+    assert str(e.value) == "points contain NaN or inf; interpolate frames without a face first"
+    with pytest.raises(ValueError) as e:
+        render_heatmap_frames(np.zeros((1, 2, 2), np.float32), size=8)  # mode defaults to the paper's
+    assert str(e.value) == "mode 'paper' weights the RGB frames: pass frames (T, H, W, 3) uint8"
+
+
+def test_rendering_does_not_modify_the_callers_points():
+    pts = np.array([[[1.4, 2.6], [-3.0, 9.0]]], np.float64)
+    before = pts.copy()
+    render_heatmap_frames(pts, size=8, mode="official", skip_first_landmark=False)
+    np.testing.assert_array_equal(pts, before)
+
+
+def test_gaussian_table_equals_the_official_float32_patch_bit_for_bit():
+    for sigma in [1, 3, 5, 7, 1.5]:
+        patch = _one_landmark_map(21, 21, (10, 10), sigma)[5:16, 5:16]
+        np.testing.assert_array_equal(gaussian_table(sigma), patch, err_msg=f"sigma {sigma}")
+
+
+def test_cache_key_defaults_and_resolved_fields():
+    assert heatmap_cache_key() == "v1_paper_sigma1_k11_gauss7_skip0_256x256"  # the paper's rendering
+    assert heatmap_cache_key("points", 3.0, 64) == "v1_points_skip0_64x64"
+    assert heatmap_cache_key("points", 1.0, 64, skip_first_landmark=True) == "v1_points_skip1_64x64"
+    assert heatmap_cache_key("official", 1, 64, skip_first_landmark=False).endswith("_skip0_64x64")
+    assert heatmap_cache_key("official", 2.5, (8, 4), kernel_size=5, smoothing="none") == \
+        "v1_official_sigma2.5_k5_none_skip1_8x4"
+
+
+RENDER_CASES = [
+    dict(mode="paper", sigma=3, kernel_size=5, smoothing="none", skip_first_landmark=True),
+    dict(mode="official", sigma=1.5, kernel_size=7, smoothing="none", skip_first_landmark=False),
+    dict(mode="points", sigma=1.0, kernel_size=11, smoothing="gauss7", skip_first_landmark=True),
+]
+
+
+@pytest.mark.parametrize("case", RENDER_CASES, ids=lambda c: c["mode"])
+def test_cache_helpers_pass_every_rendering_parameter(tmp_path, case):
+    ds = _tiny_dataset(tmp_path)
+    pts, _ = ds.landmarks("vid_b")
+    direct = render_heatmap_frames(pts, size=32, frames=ds.frames("vid_b"), **case)
+    np.testing.assert_array_equal(cached_heatmap_frames(ds, "vid_b", **case), direct)
+    folder = write_heatmap_cache(ds, **case, chunk_frames=1)
+    assert folder.name == heatmap_cache_key(case["mode"], case["sigma"], 32, kernel_size=case["kernel_size"],
+                                            smoothing=case["smoothing"],
+                                            skip_first_landmark=case["skip_first_landmark"])
+    np.testing.assert_array_equal(np.load(folder / "vid_b.npy"), direct)
+    np.testing.assert_array_equal(cached_heatmap_frames(ds, "vid_b", [[3, 1]], **case), direct[[3, 1]])
+    import json
+
+    params = {"key": folder.name, "version": 1, "mode": case["mode"], "sigma": float(case["sigma"]),
+              "size": [32, 32], "kernel_size": case["kernel_size"],
+              "smoothing": "none", "skip_first_landmark": case["skip_first_landmark"], "crop_size": 32,
+              "dataset_content_hash": ds.content_hash}
+    assert (folder / "params.json").read_text() == json.dumps(params, indent=2)
+
+
+def test_cache_defaults_to_the_papers_rendering(tmp_path):
+    ds = _tiny_dataset(tmp_path)
+    paper = render_heatmap_frames(ds.landmarks("vid_a")[0], size=32, mode="paper", frames=ds.frames("vid_a"))
+    np.testing.assert_array_equal(cached_heatmap_frames(ds, "vid_a"), paper)
+    assert write_heatmap_cache(ds).name == heatmap_cache_key("paper", 1.0, 32)
+
+
+def test_cache_of_no_frames_and_frame_index_errors(tmp_path):
+    ds = _tiny_dataset(tmp_path)
+    for mode in ("paper", "official"):
+        for size in (None, 24):
+            out = cached_heatmap_frames(ds, "vid_b", [], mode=mode, size=size)
+            assert out.shape == (0, size or 32, size or 32, 3) and out.dtype == np.uint8
+    assert cached_heatmap_frames(ds, "vid_b", [8], mode="points").shape == (1, 32, 32, 3)
+    for bad in ([9], [-1], [0, 9]):
+        with pytest.raises(IndexError, match=r"^video vid_b: frame index out of range 0\.\.8$"):
+            cached_heatmap_frames(ds, "vid_b", bad, mode="points")
+    write_heatmap_cache(ds, mode="points")
+    with pytest.raises(IndexError, match=r"^video vid_b: frame index out of range 0\.\.8$"):
+        cached_heatmap_frames(ds, "vid_b", [9], mode="points")  # the cached path checks first, too
+
+
+def test_cache_writer_skips_existing_files_but_renders_the_rest(tmp_path, capsys):
+    ds = _tiny_dataset(tmp_path)
+    folder = write_heatmap_cache(ds, mode="points", video_ids=["vid_a"])
+    assert not (folder / "vid_b.npy").exists()
+    assert capsys.readouterr().err == ""  # no progress bar unless asked
+    write_heatmap_cache(ds, mode="points", progress=True)
+    assert (folder / "vid_b.npy").is_file()  # vid_a (first) was skipped, vid_b still rendered
+    err = capsys.readouterr().err
+    assert f"heatmaps {folder.name}" in err and "video" in err
+    with pytest.raises(ValueError, match=r"chunk_frames must be >= 1, got 0"):
+        write_heatmap_cache(ds, mode="points", chunk_frames=0)

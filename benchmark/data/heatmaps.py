@@ -268,9 +268,7 @@ def _jet_levels_to_rgb(levels_thw: np.ndarray) -> np.ndarray:
     ``cv2.applyColorMap`` with the RGB lookup table as a user colour map, on the
     stack seen as one tall image: a pure per-pixel table lookup.
     """
-    t, h, w = levels_thw.shape
-    if levels_thw.size == 0:
-        return np.zeros((t, h, w, 3), np.uint8)
+    t, h, w = levels_thw.shape  # t, h, w >= 1: render_heatmap_frames returns early for an empty clip
     user = jet_rgb_lut().reshape(256, 1, 3)
     out = cv2.applyColorMap(levels_thw.reshape(t * h, w), np.ascontiguousarray(user))
     return out.reshape(t, h, w, 3)

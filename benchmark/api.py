@@ -435,3 +435,32 @@ class Method:
     def predict(self, model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
         """Scores ``(B,)``: :meth:`decode` of :meth:`forward`."""
         return self.decode(self.forward(model, batch), batch).reshape(-1)
+
+
+def random_batch(method: Method, batch_size: int, seed: int = 0) -> dict[str, Any]:
+    """A batch of random inputs shaped as the harness feeds ``method`` (for shape, cost and
+    conformance checks; the values mean nothing).
+
+    Keys: ``label`` ``(B,)`` float (0, 1, 2, 3, 4, 0, ...); ``rgb`` ``(B, 3, T, S, S)`` standard
+    normal when ``method.input_spec().rgb`` (T = ``geometry.clip_len``, S = ``geometry.rgb_size``);
+    ``heatmap`` ``(B, 3, T, H, H)`` uniform in [0, 1) when it reads heatmaps (H =
+    ``geometry.heatmap_size``); and for a method with exemplars, ``exemplar``: the same keys
+    drawn from ``seed + 1`` with labels shifted by 2 (mod 5) plus ``index`` ``(B,)``, as the
+    protocol pairs each video with an exemplar.
+    """
+    def inputs(s: int, shift: int) -> dict[str, Any]:
+        spec, geometry = method.input_spec(), method.geometry
+        g = torch.Generator().manual_seed(s)
+        out: dict[str, Any] = {"label": torch.tensor([float((i + shift) % 5) for i in range(batch_size)])}
+        if spec.rgb:
+            out["rgb"] = torch.randn(batch_size, 3, geometry.clip_len, geometry.rgb_size, geometry.rgb_size,
+                                     generator=g)
+        if spec.heatmap:
+            out["heatmap"] = torch.rand(batch_size, 3, geometry.clip_len, geometry.heatmap_size,
+                                        geometry.heatmap_size, generator=g)
+        return out
+
+    batch = inputs(seed, 0)
+    if method.exemplars is not None:
+        batch["exemplar"] = {**inputs(seed + 1, 2), "index": torch.arange(batch_size)}
+    return batch

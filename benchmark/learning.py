@@ -87,6 +87,19 @@ def generate_learning_dataset(out: str | Path, variant: str = "tiny", seed: int 
     return Path(out)
 
 
+def learning_settings(method: str) -> tuple[dict, dict]:
+    """``(options, training)`` overrides of ``method``'s learning check: its recipe's options,
+    and :data:`LEARNING_TRAINING` updated by the recipe's training overrides.
+
+    Raises:
+        UnknownMethodError: ``method`` is not registered.
+    """
+    from .registry import get_method
+
+    recipe = get_method(method).learning_recipe or {}
+    return dict(recipe.get("options", {})), {**LEARNING_TRAINING, **recipe.get("training", {})}
+
+
 def learning_check(method: str, dataset: str | Path, runs_dir: str | Path, *, seed: int = 0,
                    options: dict | None = None, training: dict | None = None) -> dict:
     """Train ``method`` on true and on shuffled labels with the same recipe.
@@ -106,11 +119,9 @@ def learning_check(method: str, dataset: str | Path, runs_dir: str | Path, *, se
     from .engine import execute
     from .runs import RunSpec, resolve
 
-    from .registry import get_method
-
-    recipe = get_method(method).learning_recipe or {}
-    opts = recipe.get("options", {}) if options is None else options
-    train = {**LEARNING_TRAINING, **recipe.get("training", {})} if training is None else training
+    recipe_options, recipe_training = learning_settings(method)
+    opts = recipe_options if options is None else options
+    train = recipe_training if training is None else training
     rho, wall, status = {}, {}, {}
     for control in ("none", "shuffled_labels"):
         t0 = time.perf_counter()
@@ -143,42 +154,27 @@ def estimate_learning_cost(method: str, *, steps: int = 3, seed: int = 0) -> dic
     Raises:
         ConfigError / UnknownMethodError: as :func:`learning_check`.
     """
+    import itertools
     import math
     import statistics
 
     import numpy as np
     import torch
 
+    from .api import random_batch
     from .engine import _make_optimizer
-    from .protocols.pfed5 import CLIP_LEN
     from .registry import get_method
+    from .runs import build_method
     from .scales import get_scale
 
     cls = get_method(method)
-    recipe = cls.learning_recipe or {}
-    scale = get_scale("tiny")
-    opts = scale.options_for(cls, recipe.get("options", {}))
-    clip = scale.resolve(cls(opts).input_spec(), CLIP_LEN)
-    m = cls(opts, clip.geometry)
-    cfg = m.training_defaults().updated(scale.training, "scale tiny").updated(
-        {**LEARNING_TRAINING, **recipe.get("training", {})}, "learning check")
+    options, training = learning_settings(method)
+    m, _, cfg = build_method(cls, get_scale("tiny"), options, training, (0.0, 4.0))  # synthetic severity 0-4
     torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    spec, geo = m.input_spec(), m.geometry
-
-    def inputs(b: int) -> dict:
-        out = {"label": torch.tensor([float(i % 5) for i in range(b)])}
-        if spec.rgb:
-            out["rgb"] = torch.randn(b, 3, geo.clip_len, geo.rgb_size, geo.rgb_size, generator=g)
-        if spec.heatmap:
-            out["heatmap"] = torch.rand(b, 3, geo.clip_len, geo.heatmap_size, geo.heatmap_size, generator=g)
-        return out
+    draws = itertools.count(seed, 2)  # random_batch draws its exemplars from seed + 1
 
     def batch(b: int) -> dict:
-        out = inputs(b)
-        if m.exemplars is not None:
-            out["exemplar"] = {**inputs(b), "index": torch.arange(b)}
-        return out
+        return random_batch(m, b, next(draws))
 
     model = m.build_model()
     loss_fn = m.build_loss()
@@ -213,4 +209,5 @@ def estimate_learning_cost(method: str, *, steps: int = 3, seed: int = 0) -> dic
 
 
 __all__ = ["LEARNING_TRAINING", "LEARNING_DATA", "learning_recipes", "LEARNING_MARGIN",
-           "LEARNING_EXPRESSION", "generate_learning_dataset", "learning_check", "estimate_learning_cost"]
+           "LEARNING_EXPRESSION", "generate_learning_dataset", "learning_settings", "learning_check",
+           "estimate_learning_cost"]

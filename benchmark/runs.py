@@ -121,6 +121,25 @@ def find_weights(method_cls: type[Method], weights_dir: str | Path | None) -> di
     return method_cls.locate_pretrained(weights_dir)
 
 
+def build_method(method_cls: type[Method], scale: Scale, options: dict, training: dict,
+                 label_range: tuple[float, float]) -> tuple[Method, ClipSettings, TrainingConfig]:
+    """The method instance, clip settings and training settings a run of ``method_cls`` at
+    ``scale`` uses: options = the method's ``scale_options`` for the scale, then ``options``;
+    geometry = the scale's resolution of the method's input spec under the protocol's clip
+    length (:data:`benchmark.protocols.pfed5.CLIP_LEN` frames); training = the method's
+    defaults, then the scale's overrides, then ``training``. :func:`resolve` and the learning
+    check's cost estimate both build a method this way.
+
+    Raises:
+        ConfigError: an unknown option or training field (with a suggestion).
+    """
+    options = scale.options_for(method_cls, options)
+    clip = scale.resolve(method_cls(options, label_range=label_range).input_spec(), CLIP_LEN)
+    method = method_cls(options, clip.geometry, label_range=label_range)
+    settings = method.training_defaults().updated(scale.training, f"scale {scale.name}")
+    return method, clip, settings.updated(training, "training overrides")
+
+
 def resolve(spec: RunSpec, runs_dir: str | Path) -> ResolvedRun:
     """Validate ``spec`` and build the resolved config.
 
@@ -139,11 +158,7 @@ def resolve(spec: RunSpec, runs_dir: str | Path) -> ResolvedRun:
     if spec.split != "official":
         raise ConfigError(f"split {spec.split!r} is not available for protocol {card.protocol!r}; use 'official'")
     label_range = (float(card.label_min), float(card.label_max))
-    options = scale.options_for(method_cls, spec.options)
-    clip = scale.resolve(method_cls(options, label_range=label_range).input_spec(), CLIP_LEN)
-    method = method_cls(options, clip.geometry, label_range=label_range)
-    training = method.training_defaults().updated(scale.training, f"scale {scale.name}")
-    training = training.updated(spec.training, "training overrides")
+    method, clip, training = build_method(method_cls, scale, spec.options, spec.training, label_range)
     pretrained = {}
     for role, path in sorted(spec.weights.items()):
         if role not in method_cls.pretrained_files:

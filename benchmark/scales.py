@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .api import ClipGeometry, InputSpec
+from .api import ClipGeometry, InputSpec, Method
 from .errors import ConfigError
 
 
@@ -81,7 +81,7 @@ class Scale:
     training: dict = field(default_factory=dict)
     synthetic_preset: str = "tiny"
 
-    def options_for(self, method_cls: type, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    def options_for(self, method_cls: type[Method], overrides: Mapping[str, Any]) -> dict[str, Any]:
         """The option overrides a run of ``method_cls`` at this scale uses: the method's
         ``scale_options[self.name]`` (see :class:`benchmark.api.Method`), then ``overrides``
         (the user's win).
@@ -90,7 +90,7 @@ class Scale:
             ConfigError: ``scale_options`` set for the ``paper`` scale (the paper scale
                 runs the paper's options).
         """
-        own = dict(getattr(method_cls, "scale_options", {}).get(self.name, {}))
+        own = dict(method_cls.scale_options.get(self.name, {}))
         if own and self.name == "paper":
             raise ConfigError(f"method {method_cls.name!r} sets scale_options for 'paper'; the paper scale "
                               "runs the paper's options (change the option defaults instead)")

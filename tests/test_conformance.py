@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from benchmark import registry
-from benchmark.api import Method
+from benchmark.api import Method, random_batch
 from benchmark.engine import _make_optimizer
 from benchmark.learning import LEARNING_MARGIN, generate_learning_dataset, learning_check, learning_recipes
 from benchmark.protocols.pfed5 import CLIP_LEN
@@ -34,27 +34,9 @@ def _method(cls: type[Method], scale: str, options: dict | None = None) -> Metho
     return cls(opts, clip.geometry)
 
 
-def _inputs(method: Method, batch: int, seed: int) -> dict:
-    spec, geometry = method.input_spec(), method.geometry
-    g = torch.Generator().manual_seed(seed)
-    out = {"label": torch.tensor([float(i % 5) for i in range(batch)])}
-    if spec.rgb:
-        out["rgb"] = torch.randn(batch, 3, geometry.clip_len, geometry.rgb_size, geometry.rgb_size, generator=g)
-    if spec.heatmap:
-        out["heatmap"] = torch.rand(batch, 3, geometry.clip_len, geometry.heatmap_size, geometry.heatmap_size,
-                                    generator=g)
-    return out
-
-
 def _batch(method: Method, batch: int) -> dict:
     """A batch as the harness builds it (with an exemplar per sample for contrastive methods)."""
-    out = _inputs(method, batch, 0)
-    if method.exemplars is not None:
-        ex = _inputs(method, batch, 1)
-        ex["label"] = torch.tensor([float((i + 2) % 5) for i in range(batch)])
-        ex["index"] = torch.arange(batch)
-        out["exemplar"] = ex
-    return out
+    return random_batch(method, batch)
 
 
 def _trainable(model) -> bool:

@@ -109,21 +109,25 @@ def cmd_heatmaps(args) -> int:
     The mode, sigma and render size are the ones a run of ``--method`` at ``--scale`` asks the
     protocol for, so the cache is the one its runs then read (identical arrays, no rendering).
     """
+    from .cards import load_card
     from .data.heatmaps import write_heatmap_cache
     from .data.prepared import PreparedDataset
     from .errors import ConfigError
     from .registry import get_method
+    from .runs import build_method
     from .scales import get_scale
 
-    scale = get_scale(args.scale)
+    dataset = PreparedDataset(_dataset_path(args))
+    card = load_card(dataset.card_name)
     cls = get_method(args.method)
-    spec = cls(scale.options_for(cls, _kv(args.set, "--set"))).input_spec()
+    method, clip, _ = build_method(cls, get_scale(args.scale), _kv(args.set, "--set"), {},
+                                   (float(card.label_min), float(card.label_max)))
+    spec = method.input_spec()
     if not spec.heatmap:
         raise ConfigError(f"method {cls.name!r} reads no landmark heatmaps; nothing to precompute")
-    folder = write_heatmap_cache(PreparedDataset(_dataset_path(args)), mode=spec.heatmap_mode,
-                                 sigma=spec.heatmap_sigma, size=scale.frame_size, overwrite=args.overwrite,
-                                 progress=not args.quiet)
-    print(f"heatmap volumes ({spec.heatmap_mode}, sigma {spec.heatmap_sigma:g}, {scale.frame_size} px) in {folder}")
+    folder = write_heatmap_cache(dataset, mode=spec.heatmap_mode, sigma=spec.heatmap_sigma, size=clip.heatmap_render,
+                                 overwrite=args.overwrite, progress=not args.quiet)
+    print(f"heatmap volumes ({spec.heatmap_mode}, sigma {spec.heatmap_sigma:g}, {clip.heatmap_render} px) in {folder}")
     return 0
 
 
@@ -222,14 +226,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qafe-bench", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common_run(sp, dataset_default="synthetic"):
+    def common_run(sp, dataset_default="synthetic", trains=True):
+        """Dataset and scale flags; ``trains``: also the flags only training uses (--weights, --device)."""
         sp.add_argument("--dataset", "--data", dest="dataset", default=dataset_default,
                         help="prepared dataset folder, or 'synthetic' (generated on first use; default)")
         sp.add_argument("--scale", default="tiny", choices=["tiny", "paper"], help="default: tiny")
-        sp.add_argument("--runs-dir", default=str(DEFAULT_RUNS), help="run records (default: ./runs)")
+        sp.add_argument("--runs-dir", default=str(DEFAULT_RUNS),
+                        help="run records, and the generated synthetic data under data/ (default: ./runs)")
         sp.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic dataset")
-        sp.add_argument("--weights", help="folder holding the authors' released checkpoints by original file name")
-        sp.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+        if trains:
+            sp.add_argument("--weights",
+                            help="folder holding the authors' released checkpoints by original file name")
+            sp.add_argument("--device", help="cpu or cuda (default: cuda if available)")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sp = sub.add_parser("methods", help="list registered methods")
@@ -262,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--method", default="qafe_net", help="whose heatmap settings (default qafe_net)")
     sp.add_argument("--set", action="append", metavar="OPTION=VALUE", help="method option override")
     sp.add_argument("--overwrite", action="store_true", help="re-render videos already cached")
-    common_run(sp)
+    common_run(sp, trains=False)
     sp.set_defaults(func=cmd_heatmaps)
 
     sp = sub.add_parser("run", help="train and evaluate one method on one expression")

@@ -48,6 +48,11 @@ class DatasetCard:
     path: Path = field(default=Path("."), compare=False)
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
+    @property
+    def label_range(self) -> tuple[float, float]:
+        """``(label_min, label_max)`` as floats, the form a :class:`benchmark.api.Method` takes."""
+        return float(self.label_min), float(self.label_max)
+
     def expression_index(self, expression: str | int) -> int:
         """Index of an expression given by name or index (0-based, paper order).
 

@@ -120,8 +120,7 @@ def cmd_heatmaps(args) -> int:
     dataset = PreparedDataset(_dataset_path(args))
     card = load_card(dataset.card_name)
     cls = get_method(args.method)
-    method, clip, _ = build_method(cls, get_scale(args.scale), _kv(args.set, "--set"), {},
-                                   (float(card.label_min), float(card.label_max)))
+    method, clip, _ = build_method(cls, get_scale(args.scale), _kv(args.set, "--set"), {}, card.label_range)
     spec = method.input_spec()
     if not spec.heatmap:
         raise ConfigError(f"method {cls.name!r} reads no landmark heatmaps; nothing to precompute")

@@ -157,8 +157,7 @@ def resolve(spec: RunSpec, runs_dir: str | Path) -> ResolvedRun:
         raise ConfigError(f"unknown control {spec.control!r}; choose one of {', '.join(CONTROLS)}")
     if spec.split != "official":
         raise ConfigError(f"split {spec.split!r} is not available for protocol {card.protocol!r}; use 'official'")
-    label_range = (float(card.label_min), float(card.label_max))
-    method, clip, training = build_method(method_cls, scale, spec.options, spec.training, label_range)
+    method, clip, training = build_method(method_cls, scale, spec.options, spec.training, card.label_range)
     pretrained = {}
     for role, path in sorted(spec.weights.items()):
         if role not in method_cls.pretrained_files:

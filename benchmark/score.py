@@ -61,7 +61,7 @@ def score_video(video: str | Path, checkpoint: str | Path, *, expression: str, b
         )
     settings_json = cfg["clip"]
     geometry = ClipGeometry(**settings_json["geometry"])
-    method = get_method(cfg["method"])(cfg["options"], geometry, label_range=(card.label_min, card.label_max))
+    method = get_method(cfg["method"])(cfg["options"], geometry, label_range=card.label_range)
     if method.exemplars is not None:
         raise ConfigError(f"{checkpoint}: method {cfg['method']!r} scores relative to training exemplars; "
                           "scoring one video needs the training videos (not supported by `score`)")

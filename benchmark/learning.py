@@ -162,6 +162,8 @@ def estimate_learning_cost(method: str, *, steps: int = 3, seed: int = 0) -> dic
     import torch
 
     from .api import random_batch
+    from .cards import load_card
+    from .data.synthetic import CARD_NAME
     from .engine import _make_optimizer
     from .registry import get_method
     from .runs import build_method
@@ -169,7 +171,7 @@ def estimate_learning_cost(method: str, *, steps: int = 3, seed: int = 0) -> dic
 
     cls = get_method(method)
     options, training = learning_settings(method)
-    m, _, cfg = build_method(cls, get_scale("tiny"), options, training, (0.0, 4.0))  # synthetic severity 0-4
+    m, _, cfg = build_method(cls, get_scale("tiny"), options, training, load_card(CARD_NAME).label_range)
     torch.manual_seed(seed)
     draws = itertools.count(seed, 2)  # random_batch draws its exemplars from seed + 1
 

@@ -21,6 +21,7 @@ from benchmark.api import Method, random_batch
 from benchmark.engine import _make_optimizer
 from benchmark.learning import LEARNING_MARGIN, generate_learning_dataset, learning_check, learning_recipes
 from benchmark.protocols.pfed5 import CLIP_LEN
+from benchmark.runs import build_method
 from benchmark.scales import get_scale
 
 METHODS = sorted(registry.available())
@@ -28,10 +29,9 @@ RECIPES = learning_recipes()
 
 
 def _method(cls: type[Method], scale: str, options: dict | None = None) -> Method:
-    """The method at the options and geometry the harness resolves for ``scale`` (PFED5 clip length)."""
-    opts = get_scale(scale).options_for(cls, options or {})
-    clip = get_scale(scale).resolve(cls(opts).input_spec(), CLIP_LEN)
-    return cls(opts, clip.geometry)
+    """The method at the options and geometry a run at ``scale`` uses (:func:`benchmark.runs.build_method`)."""
+    method, _, _ = build_method(cls, get_scale(scale), options or {}, {}, (0.0, 4.0))
+    return method
 
 
 def _batch(method: Method, batch: int) -> dict:

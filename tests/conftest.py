@@ -6,10 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tqdm
 
 from benchmark.data.prepared import LandmarkScheme, PreparedDataset, PreparedWriter
 
 from _media import REAL_FACES
+
+# No tqdm monitor thread in tests. The mutation tester (mutmut) forks a test process per
+# mutant; a fork taken while the monitor thread holds tqdm's write lock leaves the child
+# waiting on that lock for ever (seen with mutants that switch a progress bar on), and a
+# child killed while holding the lock's inter-process semaphore then blocks every later one.
+tqdm.tqdm.monitor_interval = 0
 
 
 @pytest.fixture(scope="session")

@@ -646,6 +646,19 @@ def test_cache_helpers_pass_every_rendering_parameter(tmp_path, case):
     assert (folder / "params.json").read_text() == json.dumps(params, indent=2)
 
 
+@pytest.mark.parametrize("case", RENDER_CASES[:2], ids=lambda c: c["mode"])
+def test_cached_read_looks_up_the_file_written_under_the_same_parameters(tmp_path, case):
+    # A marker written into the cache file must come back: the reader found the file (an
+    # on-the-fly render, e.g. after looking under another key, would give the real heatmaps).
+    ds = _tiny_dataset(tmp_path)
+    path = write_heatmap_cache(ds, **case) / "vid_b.npy"
+    marker = np.full(np.load(path).shape, 7, dtype=np.uint8)
+    np.save(path, marker)
+    np.testing.assert_array_equal(cached_heatmap_frames(ds, "vid_b", **case), marker)
+    other = dict(case, kernel_size=3)
+    assert not np.array_equal(cached_heatmap_frames(ds, "vid_b", **other), marker)
+
+
 def test_cache_defaults_to_the_papers_rendering(tmp_path):
     ds = _tiny_dataset(tmp_path)
     paper = render_heatmap_frames(ds.landmarks("vid_a")[0], size=32, mode="paper", frames=ds.frames("vid_a"))

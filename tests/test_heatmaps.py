@@ -659,6 +659,23 @@ def test_cached_read_looks_up_the_file_written_under_the_same_parameters(tmp_pat
     assert not np.array_equal(cached_heatmap_frames(ds, "vid_b", **other), marker)
 
 
+def test_video_inputs_scale_landmarks_in_float32_and_read_frames_only_when_needed(tmp_path):
+    from benchmark.data.heatmaps import _video_inputs
+
+    ds = _tiny_dataset(tmp_path)  # 32 px crops
+    idx = np.array([3, 1])
+    pts, frames = _video_inputs(ds, "vid_b", idx, 16, 24, need_frames=False)
+    assert frames is None and pts.dtype == np.float32
+    np.testing.assert_array_equal(pts, ds.landmarks("vid_b")[0][idx] * np.float32([24 / 32, 16 / 32]))
+    pts, frames = _video_inputs(ds, "vid_b", idx, 16, 24, need_frames=True)
+    assert pts.dtype == np.float32 and frames.shape == (2, 16, 24, 3) and frames.dtype == np.uint8
+    raw = ds.frames("vid_b", idx)
+    np.testing.assert_array_equal(frames[1], cv2.resize(raw[1], (24, 16), interpolation=cv2.INTER_AREA))
+    pts, frames = _video_inputs(ds, "vid_b", idx, 32, 32, need_frames=True)  # crop size: no resize
+    np.testing.assert_array_equal(frames, raw)
+    np.testing.assert_array_equal(pts, ds.landmarks("vid_b")[0][idx])
+
+
 def test_cache_defaults_to_the_papers_rendering(tmp_path):
     ds = _tiny_dataset(tmp_path)
     paper = render_heatmap_frames(ds.landmarks("vid_a")[0], size=32, mode="paper", frames=ds.frames("vid_a"))

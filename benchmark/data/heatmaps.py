@@ -403,9 +403,9 @@ def _video_inputs(
     if need_frames:
         frames = dataset.frames(video_id, idx)
         if (h, w) != (s, s):
-            # cv2.resize handles at most 4 channels, so this resize loops over frames.
-            frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames]) \
-                if len(frames) else np.zeros((0, h, w, 3), np.uint8)
+            # cv2.resize handles at most 4 channels, so this resize loops over frames
+            # (``idx`` is never empty: :func:`_render_video` skips an empty clip).
+            frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
     return pts, frames
 
 

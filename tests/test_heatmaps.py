@@ -508,11 +508,12 @@ def test_jet_lut_built_fresh_equals_opencv_value_by_value(monkeypatch):
     assert jet_rgb_lut() is lut  # built once
 
 
-def test_blur_of_more_frames_than_opencv_has_channels_equals_per_frame_blur():
+@pytest.mark.parametrize("extra", [5, 1])  # 1: the last chunk is one frame, which OpenCV returns as (H, W)
+def test_blur_of_more_frames_than_opencv_has_channels_equals_per_frame_blur(extra):
     from benchmark.data.heatmaps import _MAX_CV_CHANNELS, _blur_stack
 
     rng = np.random.default_rng(3)
-    stack = rng.random((9, 7, _MAX_CV_CHANNELS + 5), dtype=np.float32)
+    stack = rng.random((9, 7, _MAX_CV_CHANNELS + extra), dtype=np.float32)
     out = _blur_stack(stack.copy())
     assert out.shape == stack.shape and out.dtype == np.float32
     for t in range(stack.shape[2]):

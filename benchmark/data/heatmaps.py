@@ -181,7 +181,7 @@ def _resolve(mode: str, smoothing: str | None, skip_first_landmark: bool | None)
     if mode not in MODES:
         raise ValueError(f"unknown heatmap mode {mode!r}; choose one of {MODES}")
     if smoothing is None:
-        smoothing = "none" if mode == "points" else "gauss7"
+        smoothing = "gauss7"  # the paper's 7x7 blur; ``points`` is never smoothed (below)
     if smoothing not in SMOOTHINGS:
         raise ValueError(f"unknown smoothing {smoothing!r}; choose one of {SMOOTHINGS}")
     if mode == "points":

@@ -192,6 +192,8 @@ def build_table(spec: TableSpec, cells: list[CellRuns], not_run: list[TableRow],
     Columns: ``row, method, in_paper, column, reproduced, std, n_ok, n_failed,
     n_missing, published, diff, within_tolerance, status, runs, note`` (``note``: why a
     cell has no number, e.g. "the dataset has 0 train / 1 test videos for this expression").
+    Rows follow the spec's row order and, within a row, its column order, whatever the
+    order of ``cells``; the summary lines (two per row, same row order) follow all cells.
     """
     if selection not in SELECTIONS:
         raise ConfigError(f"unknown model selection {selection!r}; choose one of {', '.join(SELECTIONS)}")
@@ -220,9 +222,12 @@ def build_table(spec: TableSpec, cells: list[CellRuns], not_run: list[TableRow],
     for row in not_run:
         for column in spec.columns:
             records.append(_record(spec, row, column, float("nan"), float("nan"), 0, 0, 0, "not implemented", []))
-    order = {r.label: i for i, r in enumerate(spec.rows)}  # the paper's row order, implemented or not
+    # the paper's row order (implemented or not), each row's cells in the spec's column order
+    row_order = {r.label: i for i, r in enumerate(spec.rows)}
+    column_order = {c: i for i, c in enumerate(spec.columns)}
     df = pd.DataFrame.from_records(records)
-    df = df.iloc[np.argsort(df["row"].map(order).to_numpy(), kind="stable")].reset_index(drop=True)
+    df = df.iloc[np.lexsort((df["column"].map(column_order).to_numpy(), df["row"].map(row_order).to_numpy()))]
+    df = df.reset_index(drop=True)
     summary = []
     for label, grp in df.groupby("row", sort=False):
         row = next(r for r in spec.rows if r.label == label)

@@ -285,3 +285,66 @@ def test_expand_resolves_seeds_and_marks_missing_data(tmp_path):
     row_training = expand(spec, data, scale="tiny", seeds=[0], runs_dir=tmp_path / "runs",
                           training={"epochs": 5})[0][0].runs[0].training
     assert row_training.epochs == 5  # the command line's settings override the row's
+
+
+def test_expand_passes_the_scale_and_the_rows_options_to_every_run(tmp_path):
+    data = _dataset(tmp_path / "d")
+    spec = replace(load_spec("table2"), columns=["smile"],
+                   rows=[TableRow("USDL (sigma 2)", "usdl", options={"soft_label_sigma": 2.0})])
+    for scale in ("tiny", "paper"):
+        (cell,), _ = expand(spec, data, scale=scale, seeds=[0], runs_dir=tmp_path / "runs")
+        (run,) = cell.runs
+        assert run.config["scale"] == scale
+        assert run.config["options"]["soft_label_sigma"] == 2.0 and run.method.options["soft_label_sigma"] == 2.0
+
+
+def _recorded_copy(run, roles: dict) -> Path:
+    """A finished run of ``run``'s config made with pretrained files (as ``reproduce --weights`` leaves it)."""
+    from benchmark.runs import config_hash
+
+    cfg = json.loads(json.dumps(run.config))
+    cfg["pretrained"] = {r: {"file": f"{r}.pth", "sha256": h} for r, h in roles.items()}
+    folder = run.folder.parent / f"{run.folder.name[:-len(run.run_id)]}{config_hash(cfg)}"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    (folder / "result.json").write_text(json.dumps({"status": "ok"}))
+    return folder
+
+
+def test_expand_find_recorded_substitutes_only_runs_without_their_own_result(tmp_path):
+    data = _dataset(tmp_path / "d")
+    spec = replace(load_spec("table2"), columns=["smile"], rows=[TableRow("Dummy", "dummy", in_paper=False)])
+    runs_dir = tmp_path / "runs"
+    own = expand(spec, data, scale="tiny", seeds=[0], runs_dir=runs_dir)[0][0].runs[0]
+    recorded = _recorded_copy(own, {"rgb": "ab"})
+    found = expand(spec, data, scale="tiny", seeds=[0], runs_dir=runs_dir, find_recorded=True)[0][0].runs[0]
+    assert found.folder == recorded  # its own folder has no result: the recorded run stands in
+    assert expand(spec, data, scale="tiny", seeds=[0], runs_dir=runs_dir)[0][0].runs[0].folder == own.folder
+    own.folder.mkdir(parents=True)
+    (own.folder / "config.json").write_text(json.dumps(own.config))
+    (own.folder / "result.json").write_text(json.dumps({"status": "ok"}))
+    kept = expand(spec, data, scale="tiny", seeds=[0], runs_dir=runs_dir, find_recorded=True)[0][0].runs[0]
+    assert kept.folder == own.folder  # a run with its own result is never replaced
+
+
+def test_rows_keep_the_specs_column_order_in_a_large_table(tmp_path):
+    # more than 16 records, where numpy's default (unstable) sort would reorder a row's cells
+    cols = ["smile", "frown", "squeeze_eyes", "clench_teeth", "sit_at_rest"]
+    rows = [TableRow(f"M{i}", f"m{i}", in_paper=False) for i in range(6)]
+    spec = replace(load_spec("table2"), columns=cols, rows=rows)
+    cells = [CellRuns(r, c, [_run(tmp_path, f"{r.label}-{c}", "ok", RHO_80)])
+             for c in reversed(cols) for r in reversed(rows)]  # given in the opposite order
+    df = build_table(spec, cells, [], "final")
+    for r in rows:
+        assert list(df[df["row"] == r.label]["column"]) == [*cols, "avg_corr", "avg_corr_fisher_z"]
+
+
+def test_a_table_of_rows_that_never_ran_has_numeric_nan_columns(tmp_path):
+    spec = replace(load_spec("table2"), columns=["smile", "frown"],
+                   rows=[TableRow("USDL", "usdl"), TableRow("Mine", "mine", in_paper=False)])
+    mine = spec.rows[1]
+    cells = [CellRuns(mine, c, [], no_data="0 train / 0 test videos") for c in spec.columns]
+    df = build_table(spec, cells, [spec.rows[0]], "final")
+    assert set(df["status"]) == {"not implemented", "no data"}
+    for name in ("reproduced", "std", "diff"):
+        assert df[name].dtype == "float64" and df[name].isna().all(), name

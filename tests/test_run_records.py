@@ -5,6 +5,7 @@ NaN as null, the run lock, safe model-file loading)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -139,6 +140,27 @@ def test_find_recorded_run_tie_goes_to_the_first_folder(small_prepared, tmp_path
     assert find_recorded_run(run, runs).folder == c and b.exists()
 
 
+def test_find_recorded_run_looks_past_unfinished_and_unreadable_records(small_prepared, tmp_path):
+    runs = tmp_path / "runs"
+    run = resolve(RunSpec("two_weights", small_prepared.root, "smile"), runs)
+    runs.mkdir()
+    prefix = run.folder.name[:-12]
+    _record(run, runs, roles={"rgb": "1"}, status="running", name=prefix + "000000000000")  # sorts first
+    good = _record(run, runs, roles={"rgb": "2"}, name=prefix + "ffffffffffff")
+    assert find_recorded_run(run, runs).folder == good
+    broken = _record(run, runs, roles={"rgb": "3"}, name=prefix + "111111111111")
+    (broken / "config.json").write_text("{not json")
+    assert find_recorded_run(run, runs).folder == good
+
+
+def test_find_weights_looks_in_the_given_folder_by_original_file_name(tmp_path):
+    from benchmark.runs import find_weights
+
+    (tmp_path / "rgb.pth").write_bytes(b"x")
+    assert find_weights(TwoWeights, tmp_path) == {"rgb": tmp_path / "rgb.pth"}
+    assert find_weights(TwoWeights, tmp_path / "absent") == {}
+
+
 def test_read_result_is_none_for_absent_or_corrupt_records(tmp_path):
     assert read_result(tmp_path) is None
     (tmp_path / "result.json").write_text('{"status": "ok"')  # cut off mid-write by a crash
@@ -154,17 +176,25 @@ def test_write_json_writes_nan_as_null_and_leaves_no_temporary(tmp_path):
     assert json.loads(p.read_text()) == {"a": None, "b": [1.5, None, [2, None]], "c": {"d": None}, "e": "x",
                                          "f": "/p"}
     assert "NaN" not in p.read_text() and "\n  " in p.read_text()  # strict JSON, indented
+    write_json(p, {"z": 1, "a": [2]})
+    assert p.read_text() == '{\n  "z": 1,\n  "a": [\n    2\n  ]\n}'  # 2-space indent, keys in written order
     assert sorted(x.name for x in tmp_path.iterdir()) == ["r.json"]
     write_csv(tmp_path / "t.csv", pd.DataFrame({"x": [1, 2]}))
     assert (tmp_path / "t.csv").read_text() == "x\n1\n2\n"  # no index column
 
 
 def test_run_lock_is_exclusive_and_released(tmp_path):
+    import stat
+
     folder = tmp_path / "run"
+    assert RunLock(folder).acquired is False  # not entered yet
     with RunLock(folder) as first:
-        assert first.acquired and (folder / ".lock").is_file()
+        assert first.acquired is True and (folder / ".lock").is_file()
+        umask = os.umask(0)
+        os.umask(umask)
+        assert stat.S_IMODE((folder / ".lock").stat().st_mode) == 0o644 & ~umask  # rw-r--r--, not executable
         with RunLock(folder) as second:
-            assert not second.acquired
+            assert second.acquired is False
         with RunLock(folder) as third:  # the failed attempt did not release the holder's lock
             assert not third.acquired
     with RunLock(folder) as again:
@@ -188,3 +218,20 @@ def test_load_model_file_refuses_what_is_not_a_safe_model_file(tmp_path):
     good = tmp_path / "model.pt"
     torch.save({"format": "qafe-bench-model", "version": 1, "config": {}, "state_dict": {"w": torch.ones(2)}}, good)
     assert load_model_file(good)["state_dict"]["w"].tolist() == [1.0, 1.0]
+
+
+def test_load_model_file_maps_to_the_cpu_with_weights_only(tmp_path, monkeypatch):
+    # A model.pt saved on a GPU must load on a CPU-only machine (map_location), and only
+    # tensors and plain containers may be unpickled (weights_only), whatever torch's default.
+    good = tmp_path / "model.pt"
+    torch.save({"format": "qafe-bench-model", "version": 1, "config": {}, "state_dict": {}}, good)
+    seen = {}
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    load_model_file(good)
+    assert seen.get("map_location") == "cpu" and seen.get("weights_only") is True

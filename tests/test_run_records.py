@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from benchmark import registry
+from benchmark.api import InputSpec, Option
 from benchmark.errors import CheckpointError, ConfigError
 from benchmark.runs import (RunLock, RunSpec, config_hash, find_recorded_run, hashed_config, load_model_file,
                             read_result, resolve, write_csv, write_json)
@@ -235,3 +236,52 @@ def test_load_model_file_maps_to_the_cpu_with_weights_only(tmp_path, monkeypatch
     monkeypatch.setattr(torch, "load", spy)
     load_model_file(good)
     assert seen.get("map_location") == "cpu" and seen.get("weights_only") is True
+
+
+class _SizedByOption(TinyLinear):
+    """Its input spec follows an option and the label range (as a plugin's might)."""
+
+    name = "sized_by_option"
+    options_spec = {**TinyLinear.options_spec, "subclip": Option(8, "frames per sub-clip")}
+
+    def input_spec(self):
+        lo, hi = self.label_range
+        return InputSpec(rgb=True, rgb_normalisation="unit", subclip_len=int(self.options["subclip"]),
+                         rgb_size=int(hi - lo) * 20)
+
+
+def test_build_method_builds_the_spec_geometry_and_label_range_the_run_uses():
+    from benchmark.runs import build_method
+    from benchmark.scales import Scale, get_scale
+
+    paper = get_scale("paper")
+    method, clip, training = build_method(_SizedByOption, paper, {"subclip": 10}, {"epochs": 7}, (0.0, 10.0))
+    assert method.options["subclip"] == 10 and method.label_range == (0.0, 10.0)
+    # the geometry comes from the spec of a method with these options and this range ...
+    assert clip.geometry.subclip_len == 10 and clip.geometry.rgb_size == 200
+    assert method.geometry == clip.geometry  # ... and the built method runs at it
+    assert training.epochs == 7 and training.batch_size == 2  # the method's default, then the overrides
+    with pytest.raises(ConfigError, match="^training overrides: unknown training setting 'epoch'"):
+        build_method(_SizedByOption, paper, {}, {"epoch": 1}, (0.0, 4.0))
+    odd = Scale(name="odd", frame_size=256, training={"bach_size": 1})
+    with pytest.raises(ConfigError, match="^scale odd: unknown training setting 'bach_size'"):
+        build_method(_SizedByOption, odd, {}, {}, (0.0, 4.0))
+
+
+def test_config_records_the_crop_and_a_manifest_without_a_backend(small_prepared, tmp_path):
+    from benchmark.data.prepared import PreparedDataset
+
+    cfg = resolve(RunSpec("tiny_linear", small_prepared.root, "smile"), tmp_path).config
+    assert cfg["dataset"]["crop"] == small_prepared.crop_spec()
+    manifest = small_prepared.root / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data.pop("backend", None)
+    manifest.write_text(json.dumps(data))
+    assert "backend" not in PreparedDataset(small_prepared.root).manifest
+    cfg = resolve(RunSpec("tiny_linear", small_prepared.root, "smile"), tmp_path).config
+    assert cfg["dataset"]["backend"] is None
+
+
+def test_config_hash_of_values_json_does_not_know():
+    cfg = {"method": "m", "note": Path("/x")}  # hashed as its text
+    assert config_hash(cfg) == config_hash({"method": "m", "note": "/x"})

@@ -271,8 +271,15 @@ def test_build_method_builds_the_spec_geometry_and_label_range_the_run_uses():
 def test_config_records_the_crop_and_a_manifest_without_a_backend(small_prepared, tmp_path):
     from benchmark.data.prepared import PreparedDataset
 
-    cfg = resolve(RunSpec("tiny_linear", small_prepared.root, "smile"), tmp_path).config
+    run = resolve(RunSpec("tiny_linear", small_prepared.root, "smile"), tmp_path)
+    cfg = run.config
     assert cfg["dataset"]["crop"] == small_prepared.crop_spec()
+    assert cfg["clip"] == run.clip.to_json() and run.scale.name == "tiny"
+    assert cfg["exemplars"] is None  # not a contrastive method
+    from dataclasses import asdict
+
+    core = resolve(RunSpec("core", small_prepared.root, "smile"), tmp_path)
+    assert core.config["exemplars"] == asdict(core.method.exemplars) and core.config["exemplars"]
     manifest = small_prepared.root / "manifest.json"
     data = json.loads(manifest.read_text())
     data.pop("backend", None)

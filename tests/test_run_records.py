@@ -260,6 +260,8 @@ def test_build_method_builds_the_spec_geometry_and_label_range_the_run_uses():
     # the geometry comes from the spec of a method with these options and this range ...
     assert clip.geometry.subclip_len == 10 and clip.geometry.rgb_size == 200
     assert method.geometry == clip.geometry  # ... and the built method runs at it
+    method, clip, _ = build_method(_SizedByOption, get_scale("tiny"), {}, {}, (0.0, 4.0))
+    assert method.geometry == clip.geometry and clip.geometry != _SizedByOption().geometry  # not the paper's
     assert training.epochs == 7 and training.batch_size == 2  # the method's default, then the overrides
     with pytest.raises(ConfigError, match="^training overrides: unknown training setting 'epoch'"):
         build_method(_SizedByOption, paper, {}, {"epoch": 1}, (0.0, 4.0))

@@ -344,7 +344,10 @@ def test_a_table_of_rows_that_never_ran_has_numeric_nan_columns(tmp_path):
                    rows=[TableRow("USDL", "usdl"), TableRow("Mine", "mine", in_paper=False)])
     mine = spec.rows[1]
     cells = [CellRuns(mine, c, [], no_data="0 train / 0 test videos") for c in spec.columns]
-    df = build_table(spec, cells, [spec.rows[0]], "final")
-    assert set(df["status"]) == {"not implemented", "no data"}
-    for name in ("reproduced", "std", "diff"):
-        assert df[name].dtype == "float64" and df[name].isna().all(), name
+    for args, statuses in (((cells, [spec.rows[0]]), {"not implemented", "no data"}),
+                           (([], [spec.rows[0]]), {"not implemented"}),  # nothing registered
+                           ((cells, []), {"no data"})):
+        df = build_table(spec, *args, "final")
+        assert set(df["status"]) == statuses
+        for name in ("reproduced", "std", "diff"):
+            assert df[name].dtype == "float64" and df[name].isna().all(), (statuses, name)

@@ -371,3 +371,36 @@ def test_parameter_counts():
     diff = _nparams(qafe) - _nparams(tiny)
     assert diff == (196 - 9) * 256 + (17 - 9) * 512 + (5 - 2) * 512 + (10 * 10 + 10) - (4 * 4 + 4)
     assert math.isfinite(n_hm)
+
+
+def test_qafe_net_module_defaults_are_the_original_signatures():
+    """Defaults of main_PFED5.py's modules: 8 heads, 5 sub-clips, 3 fusion blocks, MLP ratio 4,
+    one output (``Evaluator(output_dim=1, model_type='MLP')``); arguments given are used."""
+    from methods.qafe_net import CrossAttention, DecoderBlock, Evaluator, MLPBlock
+
+    assert CrossAttention().heads == 8
+    block = DecoderBlock(5)
+    assert block.attn.heads == 8 and block.mlp.fc1.out_features == 4 * 512
+    decoder = CrossFusionDecoder()
+    assert len(decoder.model) == 3 and decoder.pos_embed.shape == (1, 5, 512)
+    assert all(b.attn.heads == 8 for b in decoder.model)
+    assert Evaluator().evaluator.layer3.out_features == 1 and MLPBlock().layer3.out_features == 1
+    small = DecoderBlock(3, dim=64, heads=4, mlp_ratio=2.0)
+    assert small.attn.heads == 4 and small.mlp.fc1.out_features == 128
+    assert all(b.attn.heads == 4 for b in CrossFusionDecoder(3, 2, dim=64, heads=4).model)
+
+
+def test_qafe_net_bad_inputs_raise_errors_that_name_them():
+    with pytest.raises(ValueError, match="^pos_on must be 'first' or 'second', got 'middle'$"):
+        CrossFusionDecoder(pos_on="middle")
+    with pytest.raises(ValueError, match="^pos_embed_stream must be 'rgb' or 'heatmap', got 'both'$"):
+        QAFENet(TINY, pos_embed_stream="both")
+    model = QAFENet(TINY).eval()
+    rgb, hm = _inputs(TINY, 2)
+    t, s, k = TINY.clip_len, TINY.rgb_size, TINY.heatmap_size
+    with pytest.raises(ValueError, match=rf"^rgb: expected \(B, 3, {t}, {s}, {s}\), got \(2, 4, {t}, {s}, {s}\)$"):
+        model(torch.cat([rgb, rgb[:, :1]], 1), hm)  # four channels, right length and size
+    with pytest.raises(ValueError, match=rf"^heatmap: expected \(B, 3, {t}, {k}, {k}\), got \(2, 3, {t}, {k}, 1\)$"):
+        model(rgb, hm[..., :1])
+    with pytest.raises(ValueError, match="^rgb and heatmap batch sizes differ: 2 vs 1$"):
+        model(rgb, hm[:1])

@@ -16,6 +16,8 @@ import pytest
 from benchmark.errors import ConfigError
 from benchmark.tables import CellRuns, TableRow, build_table, expand, load_spec, published_value, wide
 
+from test_run_records import _record
+
 LABELS = [0, 1, 2, 3]
 # predictions with sum d^2 = 0, 2, 4, 6 against LABELS: rho x 100 = 100, 80, 60, 40
 RHO_100 = [0.1, 0.2, 0.3, 0.4]
@@ -298,25 +300,12 @@ def test_expand_passes_the_scale_and_the_rows_options_to_every_run(tmp_path):
         assert run.config["options"]["soft_label_sigma"] == 2.0 and run.method.options["soft_label_sigma"] == 2.0
 
 
-def _recorded_copy(run, roles: dict) -> Path:
-    """A finished run of ``run``'s config made with pretrained files (as ``reproduce --weights`` leaves it)."""
-    from benchmark.runs import config_hash
-
-    cfg = json.loads(json.dumps(run.config))
-    cfg["pretrained"] = {r: {"file": f"{r}.pth", "sha256": h} for r, h in roles.items()}
-    folder = run.folder.parent / f"{run.folder.name[:-len(run.run_id)]}{config_hash(cfg)}"
-    folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps(cfg))
-    (folder / "result.json").write_text(json.dumps({"status": "ok"}))
-    return folder
-
-
 def test_expand_find_recorded_substitutes_only_runs_without_their_own_result(tmp_path):
     data = _dataset(tmp_path / "d")
     spec = replace(load_spec("table2"), columns=["smile"], rows=[TableRow("Dummy", "dummy", in_paper=False)])
     runs_dir = tmp_path / "runs"
     own = expand(spec, data, scale="tiny", seeds=[0], runs_dir=runs_dir)[0][0].runs[0]
-    recorded = _recorded_copy(own, {"rgb": "ab"})
+    recorded = _record(own, runs_dir, roles={"rgb": "ab"})  # as `reproduce --weights` leaves it
     found = expand(spec, data, scale="tiny", seeds=[0], runs_dir=runs_dir, find_recorded=True)[0][0].runs[0]
     assert found.folder == recorded  # its own folder has no result: the recorded run stands in
     assert expand(spec, data, scale="tiny", seeds=[0], runs_dir=runs_dir)[0][0].runs[0].folder == own.folder

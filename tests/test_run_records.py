@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -260,9 +261,9 @@ def test_build_method_builds_the_spec_geometry_and_label_range_the_run_uses():
     # the geometry comes from the spec of a method with these options and this range ...
     assert clip.geometry.subclip_len == 10 and clip.geometry.rgb_size == 200
     assert method.geometry == clip.geometry  # ... and the built method runs at it
+    assert training.epochs == 7 and training.batch_size == 2  # the method's default, then the overrides
     method, clip, _ = build_method(_SizedByOption, get_scale("tiny"), {}, {}, (0.0, 4.0))
     assert method.geometry == clip.geometry and clip.geometry != _SizedByOption().geometry  # not the paper's
-    assert training.epochs == 7 and training.batch_size == 2  # the method's default, then the overrides
     with pytest.raises(ConfigError, match="^training overrides: unknown training setting 'epoch'"):
         build_method(_SizedByOption, paper, {}, {"epoch": 1}, (0.0, 4.0))
     odd = Scale(name="odd", frame_size=256, training={"bach_size": 1})
@@ -278,8 +279,6 @@ def test_config_records_the_crop_and_a_manifest_without_a_backend(small_prepared
     assert cfg["dataset"]["crop"] == small_prepared.crop_spec()
     assert cfg["clip"] == run.clip.to_json() and run.scale.name == "tiny"
     assert cfg["exemplars"] is None  # not a contrastive method
-    from dataclasses import asdict
-
     core = resolve(RunSpec("core", small_prepared.root, "smile"), tmp_path)
     assert core.config["exemplars"] == asdict(core.method.exemplars) and core.config["exemplars"]
     manifest = small_prepared.root / "manifest.json"

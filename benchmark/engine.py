@@ -11,7 +11,6 @@ reports, "test-selected").
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import subprocess
@@ -28,7 +27,8 @@ from tqdm.auto import tqdm
 from .data.prepared import atomic_write_bytes
 from .errors import DivergedError, QafeBenchError
 from .metrics import regression_metrics
-from .protocols.pfed5 import ClipDataset, expression_split
+from .protocols import RHO, MetricSpec, get_protocol
+from .protocols.pfed5 import ClipDataset
 from .runs import ResolvedRun, RunLock, read_result, write_csv, write_json
 
 MODEL_FORMAT = "qafe-bench-model"
@@ -110,7 +110,10 @@ def evaluate(method, model: torch.nn.Module, loader, device: torch.device) -> np
 
     For a method with exemplars the loader's dataset is evaluated once per voter
     (:meth:`ClipDataset.set_voter`) and the decoded scores are averaged over the
-    voters (CoRe / AQA-TPT test-time voting).
+    voters (CoRe / AQA-TPT test-time voting). A protocol with random test clips
+    (``test_clips="random"``, UNBC-McMaster: 10 per sequence) is evaluated once per
+    sampling (:meth:`ClipDataset.set_sampling`) and averaged the same way: every
+    (sampling, voter) pair counts once.
 
     Raises:
         DivergedError: a non-finite prediction.
@@ -118,17 +121,22 @@ def evaluate(method, model: torch.nn.Module, loader, device: torch.device) -> np
     model.eval()
     spec = method.exemplars
     voters = spec.test_voters if spec is not None else 1
+    ds = loader.dataset
+    samplings = ds.test_samplings if getattr(ds, "test_clips", "even") == "random" else 1
     total = None
     with torch.no_grad():
-        for voter in range(voters):
-            if spec is not None:
-                loader.dataset.set_voter(voter)
-            out = []
-            for batch in loader:
-                out.append(method.predict(model, _to_device(batch, device)).reshape(-1).float().cpu())
-            preds = torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
-            total = preds if total is None else total + preds
-    preds = total / voters
+        for sampling in range(samplings):
+            if samplings > 1:
+                ds.set_sampling(sampling)
+            for voter in range(voters):
+                if spec is not None:
+                    ds.set_voter(voter)
+                out = []
+                for batch in loader:
+                    out.append(method.predict(model, _to_device(batch, device)).reshape(-1).float().cpu())
+                preds = torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
+                total = preds if total is None else total + preds
+    preds = total / (voters * samplings)
     if not np.isfinite(preds).all():
         raise DivergedError("the model predicted NaN/inf on the test split")
     return preds
@@ -188,7 +196,9 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
     seed = run.config["seed"]
     _seed_everything(seed)
 
-    train_df, test_df = expression_split(run.dataset, run.card, run.config["expression"])
+    protocol = run.protocol or get_protocol(run.card.protocol)
+    part = protocol.partition(run.dataset, run.card, run.config["expression"], run.config["split"])
+    train_df, test_df = part.train, part.test
     if run.config["control"] == "shuffled_labels":
         perm = np.random.default_rng([seed, 7919]).permutation(len(train_df))
         train_df = train_df.assign(label=train_df["label"].to_numpy()[perm])
@@ -198,7 +208,8 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
     train_ds = ClipDataset(run.dataset, train_df, settings, train=True, reps=cfg.reps_per_epoch, seed=seed,
                            exemplar_pool=exemplar_pool, exemplars=method.exemplars)
     test_ds = ClipDataset(run.dataset, test_df, settings, train=False, seed=seed,
-                          exemplar_pool=exemplar_pool, exemplars=method.exemplars)
+                          exemplar_pool=exemplar_pool, exemplars=method.exemplars, test_clips=protocol.test_clips,
+                          test_samplings=protocol.test_samplings)
 
     model = method.build_model().to(device)
     loss_fn = method.build_loss().to(device)
@@ -278,7 +289,7 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
     final_preds = final_preds[final_preds["epoch"] == final_preds["epoch"].max()]
     predictions = pd.DataFrame({
         "video_id": test_df["video_id"], "subject": test_df["subject"], "expression": test_df["expression"],
-        "label": test_df["label"], "prediction": final_preds["prediction"].to_numpy(),
+        "split": part.name, "label": test_df["label"], "prediction": final_preds["prediction"].to_numpy(),
     })
     write_csv(folder / "predictions.csv", predictions)
     buf = _torch_bytes({"format": MODEL_FORMAT, "version": MODEL_VERSION,
@@ -292,8 +303,11 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
         "run_id": run.run_id,
         "metrics": {
             "final": regression_metrics(predictions["label"], predictions["prediction"]),
-            "test_selected": _test_selected(all_evals),
+            "test_selected": _test_selected(all_evals, protocol.headline),
         },
+        "protocol": {"name": protocol.name, "split": part.name, "headline": protocol.headline.name,
+                     "test_samplings": protocol.test_samplings if protocol.test_clips == "random" else 1,
+                     **part.info},
         "epochs": history,
         "wall_time_s": time.time() - t_start,
         "train_videos": int(len(train_df)),
@@ -304,15 +318,16 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
     }
 
 
-def _test_selected(evals: pd.DataFrame) -> dict:
-    """Metrics of the evaluated epoch with the highest test rho (the official rule)."""
+def _test_selected(evals: pd.DataFrame, headline: MetricSpec = RHO) -> dict:
+    """Metrics of the evaluated epoch with the best test ``headline`` metric (the official
+    rule: highest rho on PFED5; lowest MAE on UNBC-McMaster), the earliest on ties; an epoch
+    whose metric is undefined (NaN) is chosen only when every epoch's is."""
     best, best_epoch = None, None
     for epoch, grp in evals.groupby("epoch"):
         m = regression_metrics(grp["label"], grp["prediction"])
-        key = m["rho_x100"] if not math.isnan(m["rho_x100"]) else -math.inf
-        if best is None or key > best[0]:
-            best, best_epoch = (key, m), int(epoch)
-    return {**best[1], "epoch": best_epoch} if best else {}
+        if best is None or headline.better(m[headline.name], best[headline.name]):
+            best, best_epoch = m, int(epoch)
+    return {**best, "epoch": best_epoch} if best else {}
 
 
 def _torch_bytes(obj) -> bytes:

@@ -1,19 +1,21 @@
 """Runs: a resolved configuration, its stable id, and its record on disk.
 
 A run is fully described by its resolved config (method + resolved options,
-dataset content hash, expression, split, seed, scale with geometry, training
+dataset content hash, protocol (and its fold file's hash), expression, split or fold, seed, scale with geometry, training
 settings, pretrained files by content hash, control). Its id is a hash of that
 config, so a finished run is skipped when asked again and an interrupted one
 resumes from its last epoch checkpoint.
 
-Run folder ``<runs_dir>/<method>-<expression>-s<seed>-<id>/``:
+Run folder ``<runs_dir>/<method>-<expression>[-<fold>]-s<seed>-<id>/`` (the fold for
+cross-validation protocols, :meth:`benchmark.protocols.Protocol.folder_tag`):
 
     config.json              the resolved config (written first)
     result.json              status ("ok" | "failed"), metrics (final epoch and
                              test-selected epoch), per-epoch history, timing,
                              provenance; or the error of a failed run
     predictions.csv          one row per test video: video_id, subject,
-                             expression, label, prediction (final model)
+                             expression, split (the partition: official, fold<k>),
+                             label, prediction (final model)
     eval_history.csv         epoch, video_id, label, prediction for every
                              evaluated epoch (for test-selected model selection)
     model.pt                 final weights + config (``qafe-bench score``)
@@ -40,8 +42,9 @@ from .api import Method, TrainingConfig
 from .cards import DatasetCard, load_card
 from .data.prepared import PreparedDataset, atomic_write_text, sha256_file
 from .errors import CheckpointError, ConfigError
-from .registry import get_method
+from .protocols import Protocol, get_protocol
 from .protocols.pfed5 import CLIP_LEN
+from .registry import get_method
 from .scales import ClipSettings, Scale, get_scale
 
 CONTROLS = ("none", "shuffled_labels")
@@ -60,9 +63,13 @@ class RunSpec:
         options: method option overrides.
         training: training-setting overrides (applied after scale overrides).
         weights: role -> checkpoint path (e.g. ``{"rgb": ".../FormerDFER-DFEWset1-model_best.pth"}``).
-        split: ``official`` (the dataset's train/test column).
+        split: the protocol's partition: ``official`` (PFED5: the dataset's train/test
+            column) or ``fold1`` .. ``fold5`` (UNBC-McMaster); None: the protocol's default
+            (PFED5 ``official``; a cross-validation protocol has none and needs one named).
         control: ``none`` or ``shuffled_labels`` (training labels permuted across
             training videos: the chance-level control).
+        clip_len: frames per clip at the paper scale instead of the protocol's (Table 3's
+            80-frame R3D and Former-DFER rows); None: the protocol's (PFED5 80, UNBC 144).
     """
 
     method: str
@@ -73,8 +80,9 @@ class RunSpec:
     options: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     weights: dict = field(default_factory=dict)
-    split: str = "official"
+    split: str | None = None
     control: str = "none"
+    clip_len: int | None = None
 
 
 @dataclass
@@ -90,6 +98,7 @@ class ResolvedRun:
     scale: Scale
     training: TrainingConfig
     clip: ClipSettings
+    protocol: Protocol | None = None
 
 
 #: Training settings that cannot change a run's results, left out of its id.
@@ -122,19 +131,21 @@ def find_weights(method_cls: type[Method], weights_dir: str | Path | None) -> di
 
 
 def build_method(method_cls: type[Method], scale: Scale, options: dict, training: dict,
-                 label_range: tuple[float, float]) -> tuple[Method, ClipSettings, TrainingConfig]:
+                 label_range: tuple[float, float], clip_len: int = CLIP_LEN
+                 ) -> tuple[Method, ClipSettings, TrainingConfig]:
     """The method instance, clip settings and training settings a run of ``method_cls`` at
     ``scale`` uses: options = the method's ``scale_options`` for the scale, then ``options``;
-    geometry = the scale's resolution of the method's input spec under the protocol's clip
-    length (:data:`benchmark.protocols.pfed5.CLIP_LEN` frames); training = the method's
-    defaults, then the scale's overrides, then ``training``. :func:`resolve` and the learning
-    check's cost estimate both build a method this way.
+    geometry = the scale's resolution of the method's input spec under the clip length
+    ``clip_len`` (the protocol's, :attr:`benchmark.protocols.Protocol.clip_len`: PFED5 80,
+    UNBC 144 frames, or a run's own); training = the method's defaults, then the scale's
+    overrides, then ``training``. :func:`resolve` and the learning check's cost estimate both
+    build a method this way.
 
     Raises:
         ConfigError: an unknown option or training field (with a suggestion).
     """
     options = scale.options_for(method_cls, options)
-    clip = scale.resolve(method_cls(options, label_range=label_range).input_spec(), CLIP_LEN)
+    clip = scale.resolve(method_cls(options, label_range=label_range).input_spec(), int(clip_len))
     method = method_cls(options, clip.geometry, label_range=label_range)
     settings = method.training_defaults().updated(scale.training, f"scale {scale.name}")
     return method, clip, settings.updated(training, "training overrides")
@@ -155,9 +166,15 @@ def resolve(spec: RunSpec, runs_dir: str | Path) -> ResolvedRun:
     expression = card.expressions[card.expression_index(spec.expression)]
     if spec.control not in CONTROLS:
         raise ConfigError(f"unknown control {spec.control!r}; choose one of {', '.join(CONTROLS)}")
-    if spec.split != "official":
-        raise ConfigError(f"split {spec.split!r} is not available for protocol {card.protocol!r}; use 'official'")
-    method, clip, training = build_method(method_cls, scale, spec.options, spec.training, card.label_range)
+    protocol = get_protocol(card.protocol)
+    split = protocol.check_partition(card, spec.split)
+    clip_len = protocol.clip_len if spec.clip_len is None else int(spec.clip_len)
+    fixed = method_cls(scale.options_for(method_cls, spec.options), label_range=card.label_range).input_spec().clip_len
+    if spec.clip_len is not None and fixed is not None and fixed != clip_len:
+        raise ConfigError(f"method {method_cls.name!r} fixes its clip at {fixed} frames; it cannot run "
+                          f"clip_len={clip_len}")
+    method, clip, training = build_method(method_cls, scale, spec.options, spec.training, card.label_range,
+                                          clip_len)
     pretrained = {}
     for role, path in sorted(spec.weights.items()):
         if role not in method_cls.pretrained_files:
@@ -176,8 +193,9 @@ def resolve(spec: RunSpec, runs_dir: str | Path) -> ResolvedRun:
                     "backend": dataset.manifest.get("backend", {}).get("name"),
                     "crop": dataset.crop_spec()},
         "protocol": card.protocol,
+        **({"protocol_info": info} if (info := protocol.config_info(card)) else {}),
         "expression": expression,
-        "split": spec.split,
+        "split": split,
         "seed": int(spec.seed),
         "scale": scale.name,
         "clip": clip.to_json(),
@@ -189,8 +207,9 @@ def resolve(spec: RunSpec, runs_dir: str | Path) -> ResolvedRun:
                   "weights": {r: str(Path(p).resolve()) for r, p in spec.weights.items()}},
     }
     run_id = config_hash(config)
-    folder = Path(runs_dir) / f"{method_cls.name}-{expression}-s{spec.seed}-{run_id}"
-    return ResolvedRun(config, run_id, folder, method, dataset, card, scale, training, clip)
+    tag = protocol.folder_tag(split)
+    folder = Path(runs_dir) / f"{method_cls.name}-{expression}{'-' + tag if tag else ''}-s{spec.seed}-{run_id}"
+    return ResolvedRun(config, run_id, folder, method, dataset, card, scale, training, clip, protocol)
 
 
 def find_recorded_run(run: ResolvedRun, runs_dir: str | Path, ignore: tuple[str, ...] = ("pretrained",)

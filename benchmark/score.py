@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -21,6 +22,7 @@ from .data.landmarks.crop import CropSpec
 from .data.prepare import prepare_video
 from .data.prepared import PreparedDataset, PreparedWriter
 from .errors import CheckpointError, ConfigError
+from .protocols import get_protocol
 from .protocols.pfed5 import ClipDataset
 from .scales import ClipSettings
 from .registry import get_method
@@ -96,10 +98,19 @@ def score_video(video: str | Path, checkpoint: str | Path, *, expression: str, b
         writer.finalize()
         ds = PreparedDataset(tmp)
         settings = ClipSettings.from_json(settings_json, inputs)
-        item = ClipDataset(ds, pd.DataFrame(ds.videos), settings, train=False)[0]
-        batch = {k: v.unsqueeze(0).to(device) for k, v in item.items() if torch.is_tensor(v) and v.dim() > 0}
-        with torch.no_grad():
-            pred = float(method.predict(model, batch).reshape(-1)[0])
+        # the test clips of the model's protocol: one even clip (PFED5) or the mean over seeded random ones (UNBC)
+        protocol = get_protocol(cfg.get("protocol", card.protocol))
+        clips = ClipDataset(ds, pd.DataFrame(ds.videos), settings, train=False, seed=int(cfg.get("seed", 0)),
+                            test_clips=protocol.test_clips, test_samplings=protocol.test_samplings)
+        samplings = clips.test_samplings if clips.test_clips == "random" else 1
+        preds = []
+        for sampling in range(samplings):
+            clips.set_sampling(sampling)
+            item = clips[0]
+            batch = {k: v.unsqueeze(0).to(device) for k, v in item.items() if torch.is_tensor(v) and v.dim() > 0}
+            with torch.no_grad():
+                preds.append(float(method.predict(model, batch).reshape(-1)[0]))
+        pred = float(np.mean(preds))
     return {
         "prediction": pred,
         "expression": wanted,

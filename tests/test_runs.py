@@ -79,7 +79,8 @@ def test_dummy_run_writes_records_and_predicts_training_mean(small_prepared, tmp
     pred = pd.read_csv(run.folder / "predictions.csv")
     train_labels = small_prepared.videos.query("split == 'train'")["label"]
     assert np.allclose(pred["prediction"], train_labels.mean())
-    assert list(pred.columns) == ["video_id", "subject", "expression", "label", "prediction"]
+    assert list(pred.columns) == ["video_id", "subject", "expression", "split", "label", "prediction"]
+    assert set(pred["split"]) == {"official"}
     assert set(pred["video_id"]) == set(small_prepared.videos.query("split == 'test'")["video_id"])
     cfg = json.loads((run.folder / "config.json").read_text())
     assert cfg["method"] == "dummy" and cfg["dataset"]["content_hash"] == small_prepared.content_hash
@@ -293,7 +294,11 @@ def test_a_group_marked_no_decay_keeps_its_rate(small_prepared, tmp_path):
 def test_both_model_selection_rules(tmp_path):
     """final = the last evaluated epoch; test-selected = the epoch of the HIGHEST test rho."""
     from benchmark.engine import _test_selected
-    from benchmark.tables import _cell_value
+    from benchmark.tables import _metric, selected_predictions
+
+    def _cell_value(folder, selection, metric):
+        df = selected_predictions(folder, selection)
+        return _metric(df["label"], df["prediction"], metric)
 
     labels = [0, 1, 2, 3, 4]
     # rho = 1 - 6 sum(d^2) / (n (n^2 - 1)), n = 5

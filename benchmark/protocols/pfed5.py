@@ -31,6 +31,7 @@ from ..cards import DatasetCard
 from ..data.prepared import PreparedDataset
 from ..errors import DataError, SubjectLeakError
 from ..scales import ClipSettings
+from . import MAE, RHO, RMSE, Partition, Protocol, sampling_rng
 
 #: Frames per clip at the paper scale (official main_PFED5.py ``clip_len`` 80 = 5 x 16).
 CLIP_LEN = 80
@@ -97,6 +98,18 @@ def check_subject_disjoint(train: pd.DataFrame, test: pd.DataFrame, where: str) 
         )
 
 
+def check_labels(dataset: PreparedDataset, card: DatasetCard) -> None:
+    """Range-check every label of ``videos.csv`` against the card (all expressions).
+
+    Raises:
+        LabelError: naming ``videos.csv`` and the video.
+    """
+    where = str(dataset.root / "videos.csv")
+    videos = dataset.videos
+    for vid, label in zip(videos["video_id"], videos["label"]):
+        card.check_label(label, f"{where} (video {vid})")
+
+
 def expression_split(dataset: PreparedDataset, card: DatasetCard, expression: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The train and test videos of one expression, checked.
 
@@ -112,8 +125,7 @@ def expression_split(dataset: PreparedDataset, card: DatasetCard, expression: st
     videos = dataset.videos
     where = str(dataset.root / "videos.csv")
     check_subject_disjoint(videos[videos["split"] == "train"], videos[videos["split"] == "test"], where)
-    for vid, label in zip(videos["video_id"], videos["label"]):
-        card.check_label(label, f"{where} (video {vid})")
+    check_labels(dataset, card)
     sel = videos[videos["expression"] == expression]
     train = sel[sel["split"] == "train"]
     test = sel[sel["split"] == "test"]
@@ -123,6 +135,45 @@ def expression_split(dataset: PreparedDataset, card: DatasetCard, expression: st
             "both partitions need at least one"
         )
     return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+class PFED5Protocol(Protocol):
+    """PFED5 (paper section 5): one model per expression on the official subject-disjoint
+    train/test split; one deterministic test clip per video; Spearman's rho x 100 is the
+    headline (MAE and RMSE in severity points are recorded too)."""
+
+    name = "pfed5"
+    title = "PFED5 official split, one model per expression"
+    clip_len = CLIP_LEN
+    test_clips = "even"
+    test_samplings = 1
+    metrics = (RHO, MAE, RMSE)
+    pooled = False
+
+    def partition_names(self, card: DatasetCard) -> list[str]:
+        return ["official"]
+
+    def default_partition(self, card: DatasetCard) -> str:
+        return "official"
+
+    def folder_tag(self, partition: str) -> str:
+        return ""  # the only partition: run folders keep their ``<method>-<expression>-s<seed>`` names
+
+    def partition_sizes(self, dataset: PreparedDataset, card: DatasetCard, expression: str
+                        ) -> dict[str, tuple[int, int]]:
+        v = dataset.videos
+        counts = v[v["expression"] == expression]["split"].value_counts()
+        return {"official": (int(counts.get("train", 0)), int(counts.get("test", 0)))}
+
+    def partition(self, dataset: PreparedDataset, card: DatasetCard, expression: str, name: str) -> Partition:
+        """The ``official`` partition (:func:`expression_split`).
+
+        Raises:
+            ConfigError: another partition name; else as :func:`expression_split`.
+        """
+        self.check_partition(card, name)
+        train, test = expression_split(dataset, card, expression)
+        return Partition(name, train, test)
 
 
 # ------------------------------------------------------------------ transforms
@@ -181,6 +232,12 @@ class ClipDataset(torch.utils.data.Dataset):
             ``voters(j)[k]``, a seeded draw without replacement (with replacement only
             when the pool is smaller than the voter count).
         exemplars: the method's :class:`~benchmark.api.ExemplarSpec` (required with a pool).
+        test_clips: the protocol's test clips (:attr:`benchmark.protocols.Protocol.test_clips`):
+            ``"even"`` (:func:`eval_clip_indices`, deterministic) or ``"random"`` (a training
+            clip's frames, :func:`train_clip_indices`, drawn from
+            :func:`benchmark.protocols.sampling_rng` of ``(seed, sampling, row)``; centre
+            crop, no flip). Select the sampling with :meth:`set_sampling`.
+        test_samplings: random test clips per video the engine averages (``test_clips="random"``).
 
     Items are dicts: ``rgb`` ``(3, T, rgb_size, rgb_size)`` float32, ``heatmap``
     ``(3, T, heatmap_size, heatmap_size)`` float32 in [0, 1] (each only if the
@@ -195,7 +252,14 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def __init__(self, dataset: PreparedDataset, videos: pd.DataFrame, settings: ClipSettings, *,
                  train: bool, reps: int = 1, seed: int = 0, exemplar_pool: pd.DataFrame | None = None,
-                 exemplars: ExemplarSpec | None = None) -> None:
+                 exemplars: ExemplarSpec | None = None, test_clips: str = "even", test_samplings: int = 1) -> None:
+        if test_clips not in ("even", "random"):
+            raise DataError(f"unknown test_clips {test_clips!r}; use 'even' or 'random'")
+        if int(test_samplings) < 1:
+            raise DataError(f"test_samplings must be >= 1, got {test_samplings!r}")
+        self.test_clips = test_clips
+        self.test_samplings = int(test_samplings)
+        self.sampling = 0
         self.dataset = dataset
         self.videos = videos.reset_index(drop=True)
         self.settings = settings
@@ -225,6 +289,11 @@ class ClipDataset(torch.utils.data.Dataset):
         """Select the epoch whose random draws :meth:`__getitem__` uses."""
         self.epoch = int(epoch)
 
+    def set_sampling(self, sampling: int) -> None:
+        """Select which random test clip (0-based) of each test video :meth:`__getitem__` returns
+        (``test_clips="random"`` only; the even test clip does not depend on it)."""
+        self.sampling = int(sampling)
+
     def set_voter(self, voter: int) -> None:
         """Select which of each test video's exemplar voters :meth:`__getitem__` returns."""
         self.voter = int(voter)
@@ -250,21 +319,26 @@ class ClipDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         row = self.videos.iloc[i % len(self.videos)]
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        item = self._clip(row, rng)
+        item = self._clip(row, rng, (0, i % len(self.videos)))
         item["index"] = i % len(self.videos)
         if self.pool is not None:
             j = self._train_exemplar(row, rng) if self.train else int(self.voters(i % len(self.videos))[self.voter])
-            ex = self._clip(self.pool.iloc[j], rng)
+            ex = self._clip(self.pool.iloc[j], rng, (1, j))
             ex["index"] = j
             item["exemplar"] = ex
         return item
 
-    def _clip(self, row: pd.Series, rng: np.random.Generator) -> dict:
+    def _clip(self, row: pd.Series, rng: np.random.Generator, key: tuple[int, int]) -> dict:
         vid = row["video_id"]
         s = self.settings
         g = s.geometry
         n = int(row["num_frames"])
-        idx = train_clip_indices(n, g.clip_len, rng) if self.train else eval_clip_indices(n, g.clip_len)
+        if self.train:
+            idx = train_clip_indices(n, g.clip_len, rng)
+        elif self.test_clips == "random":  # key: (0, test row) or (1, an exemplar's pool row)
+            idx = train_clip_indices(n, g.clip_len, sampling_rng(self.seed, self.sampling, key[1], key[0]))
+        else:
+            idx = eval_clip_indices(n, g.clip_len)
         flip_rgb = bool(rng.random() < 0.5) if self.train else False
         flip_hm = flip_rgb if s.inputs.stream_sync in ("flip", "flip_crop") else (
             bool(rng.random() < 0.5) if self.train else False)

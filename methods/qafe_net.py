@@ -6,11 +6,17 @@ Two streams per sub-clip -- RGB frames through Former-DFER
 decoder (:class:`CrossFusionDecoder`), scored per token by an MLP
 (:class:`Evaluator`) and averaged. Trained with Balanced MSE (BMC).
 
+The ``fusion`` option swaps the decoder for the paper's fusion baselines (Table 5 on
+PFED5, Table 3 on UNBC-McMaster): ``concat`` / ``concat_channels`` / ``sum`` are
+parameter-free (:class:`StreamFusion`), see :class:`QAFENet`. Every fusion works for any
+number ``n`` of sub-clips (PFED5 5 x 16 frames, UNBC-McMaster 9 x 16).
+
 Module layout and state-dict keys follow the released code's four modules::
 
     QAFENet.rgb_encoder      = GenerateModel     ('model' in the training checkpoint)
     QAFENet.heatmap_encoder  = ResNet3dSlowOnly.restnet3d   ('SlowOnly', keys 'restnet3d.*')
-    QAFENet.decoder          = decoder_fuser     ('decoder')
+    QAFENet.decoder          = decoder_fuser     ('decoder'; fusion='cross' only: the other
+                                                  fusions have no decoder tensors)
     QAFENet.evaluator        = Evaluator         ('evaluator')
 
 Where the paper and the released code differ the method has a named option
@@ -145,6 +151,52 @@ class CrossFusionDecoder(nn.Module):
         return self.conv(x)
 
 
+#: ``fusion`` option values: the released cross-fusion decoder and the paper's baselines.
+FUSIONS = ("cross", "concat", "concat_channels", "sum")
+
+
+class StreamFusion(nn.Module):
+    """Parameter-free fusion of the two streams' sub-clip tokens (the paper's fusion baselines).
+
+    ``forward(first, second)``, both ``(B, n, 512)`` (``first`` = heatmap tokens, ``second``
+    = RGB tokens, the order in which :class:`QAFENet` calls :class:`CrossFusionDecoder`):
+
+    * ``"concat"``: ``cat([first, second], dim=1)`` -> ``(B, 2n, 512)``: the token-axis
+      concatenation the decoder's own output has (``[heatmap x n, RGB x n]``), without the
+      positional embedding, the cross-fusion blocks and the Conv1d;
+    * ``"concat_channels"``: ``cat([first, second], dim=-1)`` -> ``(B, n, 1024)`` (the
+      head then takes 1024 features);
+    * ``"sum"``: ``first + second`` -> ``(B, n, 512)``.
+
+    Source: QAFE-Net paper Table 5 (PFED5: Concatenation / Summation / Cross-Fusion) and
+    Table 3 (UNBC-McMaster: Former-DFER+SlowOnly with the three fusions). The paper names
+    them only and the released code has neither, so the exact form is this project's
+    reading (see the ``fusion`` option). No parameters, no state-dict keys.
+
+    Raises:
+        ValueError: an unknown ``mode``, or stream token tensors of different shapes.
+    """
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        if mode not in FUSIONS[1:]:
+            raise ValueError(f"StreamFusion mode must be one of {', '.join(FUSIONS[1:])}, got {mode!r}")
+        self.mode = mode
+
+    def out_dim(self, dim: int = FEAT_DIM) -> int:
+        """Feature size of each fused token (``2 * dim`` for ``concat_channels``, else ``dim``)."""
+        return 2 * dim if self.mode == "concat_channels" else dim
+
+    def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        if first.shape != second.shape:
+            raise ValueError(f"stream tokens differ in shape: {tuple(first.shape)} vs {tuple(second.shape)}")
+        if self.mode == "concat":
+            return torch.cat([first, second], dim=1)
+        if self.mode == "concat_channels":
+            return torch.cat([first, second], dim=-1)
+        return first + second
+
+
 class MLPBlock(nn.Module):
     """``layer1`` 512->256, ReLU, ``layer2`` 256->128, ReLU, ``layer3`` 128->out (no output activation).
 
@@ -165,12 +217,13 @@ class MLPBlock(nn.Module):
 class Evaluator(nn.Module):
     """QAFE-Net ``Evaluator(output_dim=1, model_type='MLP')``: keys ``evaluator.layer{1,2,3}``.
 
-    Shapes ``(..., 512) -> (..., 1)``. Source: QAFE-Net ``models/evaluator.py``.
+    Shapes ``(..., dim) -> (..., output_dim)``; ``dim`` 512 as the original (1024 only for
+    ``fusion='concat_channels'``). Source: QAFE-Net ``models/evaluator.py``.
     """
 
-    def __init__(self, output_dim: int = 1) -> None:
+    def __init__(self, output_dim: int = 1, dim: int = FEAT_DIM) -> None:
         super().__init__()
-        self.evaluator = MLPBlock(output_dim)
+        self.evaluator = MLPBlock(output_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.evaluator(x)
@@ -178,7 +231,7 @@ class Evaluator(nn.Module):
 
 # --------------------------------------------------------------------------- model
 class QAFENet(nn.Module):
-    """QAFE-Net: Former-DFER RGB + SlowOnly heatmap streams, cross fusion, MLP scores.
+    """QAFE-Net: Former-DFER RGB + SlowOnly heatmap streams, cross fusion (or a baseline), MLP scores.
 
     Args:
         geometry: clip geometry (``n`` sub-clips of ``L`` frames; RGB and heatmap sizes).
@@ -188,29 +241,56 @@ class QAFENet(nn.Module):
             ``"heatmap"`` (released code: ``decoder(outputs_l, outputs_v)`` adds it
             to its first argument, the heatmap tokens). In both modes the token
             order into the decoder and its Conv1d is the code's ``[heatmap x n, RGB x n]``
-            so checkpoints stay compatible.
-        fusion_blocks: decoder blocks (3 in the paper, Table 7).
+            so checkpoints stay compatible. Used by ``fusion="cross"`` only.
+        fusion_blocks: decoder blocks (3 in the paper, Table 7). ``fusion="cross"`` only.
+        fusion: ``"cross"`` (the paper's model, released ``decoder_fuser``:
+            :class:`CrossFusionDecoder`, ``(B, 2n, 512)`` tokens), or a parameter-free
+            :class:`StreamFusion` baseline of paper Tables 5 / 3 in place of the whole
+            decoder: ``"concat"`` (``(B, 2n, 512)``), ``"concat_channels"`` (``(B, n, 1024)``,
+            the evaluator's first layer then takes 1024) or ``"sum"`` (``(B, n, 512)``).
+            Non-cross models have no ``decoder.*`` tensors (no positional embedding,
+            blocks or Conv1d), so they carry no sub-clip order: their score is invariant to
+            permuting the sub-clips.
 
     ``forward(rgb, heatmap)``: ``rgb (B, 3, n*L, S, S)`` (normalised RGB),
     ``heatmap (B, 3, n*L, s, s)`` in [0, 1] -> scores ``(B,)`` in label units.
     Sub-clips are packed clip-major on the batch axis (row ``k*B + b``) as
-    ``main_PFED5.py``; each encoder gives ``(B, n, 512)``; the decoder ``(B, 2n, 512)``;
-    the evaluator scores each token; the prediction is the mean of the ``2n`` scores.
+    ``main_PFED5.py``; each encoder gives ``(B, n, 512)``; the fusion ``(B, m, d)``
+    (:meth:`fused_tokens`); the evaluator scores each token; the prediction is the mean of
+    the ``m`` scores (``m = 2n`` for cross and concat, ``n`` for concat_channels and sum).
+
+    Any ``n`` (``geometry.n_subclips``; 5 for PFED5, 9 for UNBC-McMaster's 144-frame clips):
+    the only ``n``-sized tensors are the cross decoder's ``pos_embed (1, n, 512)`` and
+    ``conv`` Conv1d(2n, 2n, 1) (the original hard-codes 5 and 10), and each
+    :class:`DecoderBlock` splits the tokens at ``n``. The encoders do not depend on ``n``
+    (each sub-clip is encoded on its own), so their pretrained files load at any ``n``.
+
+    Raises:
+        ValueError: an unknown ``pos_embed_stream`` or ``fusion``; in ``forward``, inputs
+            not shaped as above or batch sizes that differ.
     """
 
     def __init__(self, geometry: ClipGeometry | None = None, rgb_layout: str = "frames",
-                 pos_embed_stream: str = "rgb", fusion_blocks: int = 3) -> None:
+                 pos_embed_stream: str = "rgb", fusion_blocks: int = 3, fusion: str = "cross") -> None:
         super().__init__()
         g = geometry or ClipGeometry()
         if pos_embed_stream not in ("rgb", "heatmap"):
             raise ValueError(f"pos_embed_stream must be 'rgb' or 'heatmap', got {pos_embed_stream!r}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
         self.geometry = g
         self.pos_embed_stream = pos_embed_stream
+        self.fusion = fusion
         self.rgb_encoder = FormerDFEREncoder(image_size=g.rgb_size, frames=g.subclip_len, layout=rgb_layout)
         self.heatmap_encoder = SlowOnlyEncoder()
-        self.decoder = CrossFusionDecoder(g.n_subclips, fusion_blocks,
-                                          pos_on="first" if pos_embed_stream == "heatmap" else "second")
-        self.evaluator = Evaluator(1)
+        if fusion == "cross":
+            self.decoder: nn.Module = CrossFusionDecoder(g.n_subclips, fusion_blocks,
+                                                         pos_on="first" if pos_embed_stream == "heatmap" else "second")
+            head_dim = FEAT_DIM
+        else:
+            self.decoder = StreamFusion(fusion)
+            head_dim = self.decoder.out_dim(FEAT_DIM)
+        self.evaluator = Evaluator(1, head_dim)
 
     def _pack(self, x: torch.Tensor, size: int, what: str) -> torch.Tensor:
         g = self.geometry
@@ -218,15 +298,21 @@ class QAFENet(nn.Module):
             raise ValueError(f"{what}: expected (B, 3, {g.clip_len}, {size}, {size}), got {tuple(x.shape)}")
         return rearrange(x, "b c (n t) h w -> (n b) c t h w", n=g.n_subclips)
 
-    def fused_tokens(self, rgb: torch.Tensor, heatmap: torch.Tensor) -> torch.Tensor:
-        """Decoder output ``(B, 2n, 512)``, tokens ordered ``[heatmap x n, RGB x n]``."""
+    def stream_tokens(self, rgb: torch.Tensor, heatmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two encoders' sub-clip features ``(heatmap (B, n, 512), rgb (B, n, 512))``."""
         b, n = rgb.shape[0], self.geometry.n_subclips
         v = rearrange(self.rgb_encoder(self._pack(rgb, self.geometry.rgb_size, "rgb")), "(n b) d -> b n d", n=n)
         h = rearrange(self.heatmap_encoder(self._pack(heatmap, self.geometry.heatmap_size, "heatmap")),
                       "(n b) d -> b n d", n=n)
         if h.shape[0] != b:
             raise ValueError(f"rgb and heatmap batch sizes differ: {b} vs {h.shape[0]}")
-        return self.decoder(h, v)
+        return h, v
+
+    def fused_tokens(self, rgb: torch.Tensor, heatmap: torch.Tensor) -> torch.Tensor:
+        """The tokens the evaluator scores: cross ``(B, 2n, 512)`` (decoder output) and concat
+        ``(B, 2n, 512)``, both ordered ``[heatmap x n, RGB x n]``; concat_channels
+        ``(B, n, 1024)`` (``[heatmap | RGB]`` features); sum ``(B, n, 512)``."""
+        return self.decoder(*self.stream_tokens(rgb, heatmap))
 
     def forward(self, rgb: torch.Tensor, heatmap: torch.Tensor) -> torch.Tensor:
         return self.evaluator(self.fused_tokens(rgb, heatmap)).squeeze(-1).mean(dim=1)
@@ -309,9 +395,10 @@ class QAFENetMethod(Method):
     Options (default = paper; ``code_value`` = released code where it differs):
     ``rgb_layout``, ``pos_embed_stream``, ``loss``, ``bmc_sigma``,
     ``rgb_normalisation``, ``heatmap_mode``, ``heatmap_sigma``, ``stream_sync``,
-    ``fusion_blocks``, ``pos_embed_resize`` (help strings give the sources).
+    ``fusion``, ``fusion_blocks``, ``pos_embed_resize`` (help strings give the sources).
     Pretrained files: ``rgb`` = ``FormerDFER-DFEWset1-model_best.pth``,
-    ``heatmap`` = ``pose_only.pth``.
+    ``heatmap`` = ``pose_only.pth``; neither holds a tensor that depends on the number
+    of sub-clips, so both load at any ``geometry.n_subclips`` (UNBC-McMaster: 9).
     """
 
     name = "qafe_net"
@@ -345,7 +432,24 @@ class QAFENetMethod(Method):
             "independent: the paper's same-frames pairing), 'flip_crop' (flip and crop window shared), 'none' "
             "(released loader: flip and crop drawn independently per stream; originals 13 row 12).",
             choices=("flip", "none", "flip_crop"), code_value="none"),
-        "fusion_blocks": Option(3, "Cross-fusion decoder blocks (paper Table 7; code num_layers=3)."),
+        "fusion": Option(
+            "cross",
+            "How the heatmap and RGB sub-clip features (each (B, n, 512), n = geometry.n_subclips: 5 PFED5, 9 "
+            "UNBC-McMaster) are fused before the per-token MLP head, whose scores are averaged. 'cross': the "
+            "paper's QAFE-Net (PFED5 model; released models/vit_decoder_two.py decoder_fuser): positional "
+            "embedding, fusion_blocks shared-weight cross-attention blocks, Conv1d over the 2n tokens. The "
+            "baselines of paper Table 5 (PFED5: Concatenation 60.34 / Summation 60.09 / Cross-Fusion 65.35 avg "
+            "rho) and Table 3 (UNBC-McMaster, 144 frames: Summation best, MAE 1.57) are named there but not "
+            "specified, and the released code has none of them; this project's reading replaces the whole decoder "
+            "by a parameter-free fusion (no positional embedding, no blocks, no Conv1d: no decoder tensors; "
+            "fusion_blocks and pos_embed_stream are unused) and keeps the encoders and the head: 'concat': "
+            "token-axis concatenation [heatmap x n, RGB x n] (B, 2n, 512), the same 512-d head input the decoder "
+            "output gives (Table 8's 'Concat Stream' joins the decoder's two output streams the same way); "
+            "'concat_channels': the other reading, feature-axis concatenation (B, n, 1024), head Linear(1024, 256) "
+            "first; 'sum': element-wise sum (B, n, 512).",
+            choices=FUSIONS),
+        "fusion_blocks": Option(3, "Cross-fusion decoder blocks (paper Table 7; code num_layers=3). fusion='cross' "
+                                   "only."),
         "pos_embed_resize": _RGB_OPTIONS["pos_embed_resize"],
     }
     pretrained_files = {"rgb": FORMER_DFER_FILE, "heatmap": POSE_ONLY_FILE}
@@ -378,7 +482,7 @@ class QAFENetMethod(Method):
         """A fresh :class:`QAFENet` at this method's geometry and options."""
         return QAFENet(self.geometry, rgb_layout=self.options["rgb_layout"],
                        pos_embed_stream=self.options["pos_embed_stream"],
-                       fusion_blocks=int(self.options["fusion_blocks"]))
+                       fusion_blocks=int(self.options["fusion_blocks"]), fusion=self.options["fusion"])
 
     def build_loss(self) -> nn.Module:
         """:class:`~benchmark.losses.BMCLoss` (sigma learned or fixed) or :class:`~benchmark.losses.MSELoss`."""
@@ -395,16 +499,35 @@ class QAFENetMethod(Method):
         ``pos_embed_resize`` handling) and/or ``heatmap`` (pose_only.pth, QAFE-Net's filtered
         non-strict load, verified).
 
+        Neither file holds fusion tensors, and neither depends on ``geometry.n_subclips``: the
+        encoders load the same at ``n = 5`` (PFED5) and ``n = 9`` (UNBC-McMaster 144-frame clips,
+        started from the same Former-DFER DFEW / SlowOnly files). The cross decoder
+        (``pos_embed (1, n, 512)``, ``conv`` Conv1d(2n, 2n, 1)) always starts at random init;
+        ``concat`` / ``concat_channels`` / ``sum`` have no decoder tensors at all. (A full
+        QAFE-Net training checkpoint, :func:`methods.checkpoints.load_qafe_training_checkpoint`,
+        is loaded strictly: one trained at another ``n`` or with another fusion raises a
+        CheckpointError naming the shape mismatches / unexpected decoder keys.)
+
         Returns:
-            JSON-able ``{"rgb": {...}, "heatmap": {...}, "random_init": [...]}``: per role what was
-            loaded / adapted / dropped, and which parts keep their random initialisation.
+            JSON-able ``{"rgb": {...}, "heatmap": {...}, "fusion": {...}, "random_init": [...]}``:
+            per role what was loaded / adapted / dropped, the fusion and its decoder tensors,
+            and which parts keep their random initialisation.
 
         Raises:
             ConfigError: an unknown role. CheckpointError: see the backbone loaders.
         """
         self.check_pretrained_roles(files)
         info: dict[str, Any] = {}
-        random_init = ["decoder", "evaluator"]
+        fusion = getattr(model, "fusion", self.options["fusion"])
+        n = getattr(model, "geometry", self.geometry).n_subclips
+        if fusion == "cross":
+            info["fusion"] = {"fusion": "cross", "n_subclips": n, "decoder": "random init (in no pretrained file); "
+                              f"pos_embed (1, {n}, {FEAT_DIM}), conv ({2 * n}, {2 * n}, 1)"}
+            random_init = ["decoder", "evaluator"]
+        else:
+            info["fusion"] = {"fusion": fusion, "n_subclips": n,
+                              "decoder": "none: parameter-free fusion, no decoder tensors to load or initialise"}
+            random_init = ["evaluator"]
         if "rgb" in files:
             info["rgb"] = load_former_dfer_checkpoint(model.rgb_encoder, files["rgb"],
                                                       pos_embed_resize=self.options["pos_embed_resize"])

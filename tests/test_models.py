@@ -404,3 +404,299 @@ def test_qafe_net_bad_inputs_raise_errors_that_name_them():
         model(rgb, hm[..., :1])
     with pytest.raises(ValueError, match="^rgb and heatmap batch sizes differ: 2 vs 1$"):
         model(rgb, hm[:1])
+
+
+# ----------------------------------------------------------------- fusion variants (paper Tables 5 / 3) and n
+BASELINES = ("concat", "concat_channels", "sum")
+
+
+def _geom(n: int) -> ClipGeometry:
+    """n sub-clips of 2 frames at 40 / 14 px: the smallest clip the encoders take, n as given."""
+    return ClipGeometry(n_subclips=n, subclip_len=2, rgb_size=40, heatmap_size=14)
+
+
+class _FixedFeatures(nn.Module):
+    """Stands in for an encoder: returns ``feats`` (rows packed clip-major, k*B + b) whatever the input."""
+
+    def __init__(self, feats: torch.Tensor) -> None:
+        super().__init__()
+        self.feats = feats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[0] == self.feats.shape[0]
+        return self.feats
+
+
+@pytest.mark.parametrize("n", [5, 9])
+@pytest.mark.parametrize("fusion", ["cross", *BASELINES])
+def test_qafe_net_fusion_shapes_at_any_n(fusion, n):
+    """Every fusion at n = 5 (PFED5) and n = 9 (UNBC 144 = 9 x 16): scores (B,), the head's input
+    tokens (2n for cross / concat, n for sum / concat_channels), decoder tensors sized by n (cross)
+    or absent (baselines)."""
+    torch.manual_seed(0)
+    geom = _geom(n)
+    model = QAFENetMethod({"fusion": fusion}, geometry=geom).build_model().eval()
+    assert model.fusion == fusion
+    seen = {}
+    model.evaluator.register_forward_pre_hook(lambda m, a: seen.__setitem__("head_in", a[0]))
+    rgb, hm = _inputs(geom, 2)
+    with torch.no_grad():
+        out = model(rgb, hm)
+    assert out.shape == (2,) and torch.isfinite(out).all()
+    tokens, dim = {"cross": (2 * n, 512), "concat": (2 * n, 512), "sum": (n, 512),
+                   "concat_channels": (n, 1024)}[fusion]
+    assert seen["head_in"].shape == (2, tokens, dim)
+    assert model.evaluator.evaluator.layer1.in_features == dim
+    decoder_keys = sorted(model.decoder.state_dict())
+    if fusion == "cross":
+        assert decoder_keys == sorted(_decoder_expected_keys(3))
+        assert model.decoder.pos_embed.shape == (1, n, 512)
+        assert model.decoder.conv.weight.shape == (2 * n, 2 * n, 1)
+        assert all(block.n_tokens == n for block in model.decoder.model)
+    else:
+        assert decoder_keys == [] and _nparams(model.decoder) == 0
+        assert not any(k.startswith("decoder.") for k in model.state_dict())
+
+
+def test_qafe_net_baselines_drop_exactly_the_decoder():
+    """concat / sum: the cross model's state dict minus every decoder.* key, nothing else (the
+    encoder and evaluator keys and shapes stay the original's); concat_channels: the same keys,
+    only the head's first layer is 1024 wide."""
+    cross = QAFENet(TINY).state_dict()
+    kept = {k: tuple(v.shape) for k, v in cross.items() if not k.startswith("decoder.")}
+    assert len(kept) < len(cross)
+    for fusion in ("concat", "sum"):
+        assert {k: tuple(v.shape) for k, v in QAFENet(TINY, fusion=fusion).state_dict().items()} == kept
+    wide = {k: tuple(v.shape) for k, v in QAFENet(TINY, fusion="concat_channels").state_dict().items()}
+    assert wide == {**kept, "evaluator.evaluator.layer1.weight": (256, 1024)}
+    n_cross = _nparams(QAFENet(TINY))
+    n_dec = _nparams(QAFENet(TINY).decoder)
+    assert _nparams(QAFENet(TINY, fusion="sum")) == n_cross - n_dec
+    assert _nparams(QAFENet(TINY, fusion="concat_channels")) == n_cross - n_dec + 512 * 256
+
+
+def _as_encoder(tokens: torch.Tensor) -> _FixedFeatures:
+    """An encoder stand-in that yields ``tokens (B, n, 512)`` in the packed row order k*B + b."""
+    return _FixedFeatures(tokens.transpose(0, 1).reshape(-1, tokens.shape[-1]))
+
+
+@pytest.fixture(scope="module")
+def qafe_stream_tokens():
+    """Real encoder features of one 2-clip batch at n = 3 and of the same clips with the sub-clips
+    reversed: ``{"h", "v", "h_rev", "v_rev"}`` each (2, 3, 512); computed once (the encoders
+    dominate the run time on CPU)."""
+    torch.manual_seed(2)
+    geom = _geom(3)
+    model = QAFENet(geom).eval()
+    rgb, hm = _inputs(geom, 2)
+    rev = lambda x: torch.cat(list(x.split(geom.subclip_len, dim=2))[::-1], dim=2)  # noqa: E731
+    with torch.no_grad():
+        h, v = model.stream_tokens(rgb, hm)
+        h_rev, v_rev = model.stream_tokens(rev(rgb), rev(hm))
+    return {"h": h, "v": v, "h_rev": h_rev, "v_rev": v_rev}
+
+
+def _with_streams(model: QAFENet, h: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``model``'s forward (packing, fusion, head, mean) with its encoders replaced by ``h`` / ``v``."""
+    model.heatmap_encoder, model.rgb_encoder = _as_encoder(h), _as_encoder(v)
+    geom = model.geometry
+    rgb, hm = _inputs(geom, h.shape[0])
+    with torch.no_grad():
+        return model(rgb, hm)
+
+
+def test_qafe_net_fusions_differ_given_the_same_encoders(qafe_stream_tokens):
+    """The same encoder features (and, where shapes allow, the same head weights): the scores of
+    the four fusions all differ, so the option really changes the model."""
+    h, v = qafe_stream_tokens["h"], qafe_stream_tokens["v"]
+    torch.manual_seed(0)
+    cross = QAFENet(_geom(3)).eval()
+    scores = {}
+    for fusion in ("cross", *BASELINES):
+        model = cross if fusion == "cross" else QAFENet(_geom(3), fusion=fusion).eval()
+        if fusion in ("concat", "sum"):
+            model.evaluator.load_state_dict(cross.evaluator.state_dict())
+        scores[fusion] = _with_streams(model, h, v)
+        assert scores[fusion].shape == (2,)
+    names = list(scores)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert (scores[a] - scores[b]).abs().max() > 1e-4, (a, b)
+
+
+def _hand_head(model: QAFENet) -> None:
+    """Head = 2 * (relu(x0) + relu(-x1) [+ relu(x512) when 1024 wide]) + 0.5 on the token features x."""
+    ev = model.evaluator.evaluator
+    with torch.no_grad():
+        for layer in (ev.layer1, ev.layer2, ev.layer3):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        ev.layer1.weight[0, 0] = 1.0
+        ev.layer1.weight[1, 1] = -1.0
+        ev.layer2.weight[0, :2] = 1.0
+        if ev.layer1.in_features == 1024:
+            ev.layer1.weight[2, 512] = 1.0
+            ev.layer2.weight[0, 2] = 1.0
+        ev.layer3.weight[0, 0] = 2.0
+        ev.layer3.bias[0] = 0.5
+
+
+@pytest.mark.parametrize("fusion, expected", [("sum", 5.5), ("concat", 4.75), ("concat_channels", 5.0)])
+def test_qafe_net_fusion_hand_computed(fusion, expected):
+    """n = 2, B = 1, encoders replaced by fixed features, hand-set head. Heatmap tokens h1 = (1, 2),
+    h2 = (-3, -1), RGB tokens v1 = (2, -4), v2 = (0.5, 1) (first two features; the rest 0).
+    sum: h + v = (3, -2), (-2.5, 0) -> 2*(3+2)+.5 = 10.5, 2*0+.5 = 0.5 -> mean 5.5.
+    concat: h1 2.5, h2 2.5, v1 2*(2+4)+.5 = 12.5, v2 2*.5+.5 = 1.5 -> mean 4.75.
+    concat_channels (the head also reads v's feature 0 at index 512): 2*(1+0+2)+.5 = 6.5,
+    2*(0+1+.5)+.5 = 3.5 -> mean 5.0."""
+    model = QAFENet(TINY, fusion=fusion).eval()
+    h = torch.zeros(2, 512)
+    v = torch.zeros(2, 512)
+    h[:, :2] = torch.tensor([[1.0, 2.0], [-3.0, -1.0]])
+    v[:, :2] = torch.tensor([[2.0, -4.0], [0.5, 1.0]])
+    model.heatmap_encoder = _FixedFeatures(h)
+    model.rgb_encoder = _FixedFeatures(v)
+    _hand_head(model)
+    rgb, hm = _inputs(TINY, 1)
+    with torch.no_grad():
+        assert model(rgb, hm).tolist() == [expected]
+
+
+def test_qafe_net_sum_and_concat_properties(qafe_stream_tokens):
+    """On real encoder features: sum with all-zero heatmap features == the head on the RGB tokens
+    alone; concat == the mean of the two streams' separate head scores (score-level fusion);
+    sum and concat are symmetric in the two streams, concat_channels is not."""
+    h, v = qafe_stream_tokens["h"], qafe_stream_tokens["v"]
+    torch.manual_seed(1)
+    summ = QAFENet(_geom(3), fusion="sum").eval()
+    concat = QAFENet(_geom(3), fusion="concat").eval()
+    concat.evaluator.load_state_dict(summ.evaluator.state_dict())
+    wide = QAFENet(_geom(3), fusion="concat_channels").eval()
+    with torch.no_grad():
+        head = lambda model, tokens: model.evaluator(tokens).squeeze(-1).mean(1)  # noqa: E731
+        rgb_only = head(summ, v)
+        torch.testing.assert_close(_with_streams(summ, torch.zeros_like(h), v), rgb_only)
+        assert (_with_streams(summ, h, v) - rgb_only).abs().max() > 1e-4  # the heatmaps do count otherwise
+        torch.testing.assert_close(_with_streams(concat, h, v), (head(concat, h) + head(concat, v)) / 2)
+        for model in (summ, concat):
+            torch.testing.assert_close(_with_streams(model, v, h), _with_streams(model, h, v))
+        assert (_with_streams(wide, v, h) - _with_streams(wide, h, v)).abs().max() > 1e-4
+
+
+def test_qafe_net_baselines_ignore_subclip_order_cross_does_not(qafe_stream_tokens):
+    """Reversing the sub-clips of both input streams reverses the encoder tokens (each sub-clip is
+    encoded on its own); the baselines, with no positional embedding or token mixing, then give
+    the same scores; the cross decoder (pos_embed, Conv1d) sees the order."""
+    t = qafe_stream_tokens
+    torch.testing.assert_close(t["h_rev"], t["h"].flip(1))
+    torch.testing.assert_close(t["v_rev"], t["v"].flip(1))
+    for fusion in ("cross", *BASELINES):
+        torch.manual_seed(3)
+        model = QAFENet(_geom(3), fusion=fusion).eval()
+        a = _with_streams(model, t["h"], t["v"])
+        b = _with_streams(model, t["h_rev"], t["v_rev"])
+        if fusion == "cross":
+            assert (a - b).abs().max() > 1e-4
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_qafe_net_cross_decoder_at_nine_subclips_splits_at_n():
+    """n = 9: tokens [heatmap x 9, RGB x 9 + pos_embed (1, 9, 512)] into the blocks; a block with
+    shared weights maps the half-swapped tokens to the half-swapped output only when it splits at 9."""
+    torch.manual_seed(3)
+    model = QAFENet(_geom(9)).eval()
+    seen = {}
+    model.decoder.model[0].register_forward_pre_hook(lambda m, a: seen.__setitem__("tokens", a[0]))
+    h, v = torch.randn(2, 9, 512), torch.randn(2, 9, 512)
+    assert _with_streams(model, h, v).shape == (2,)
+    torch.testing.assert_close(seen["tokens"], torch.cat([h, v + model.decoder.pos_embed], 1))
+    block = model.decoder.model[0]
+    x = torch.randn(2, 18, 512)
+    with torch.no_grad():
+        out = block(x)
+        swapped = block(torch.cat([x[:, 9:], x[:, :9]], 1))
+    torch.testing.assert_close(swapped, torch.cat([out[:, 9:], out[:, :9]], 1))
+
+
+def _pretrained_files(folder, geom: ClipGeometry, seed: int = 4):
+    """Original-layout FormerDFER-DFEWset1-model_best.pth and pose_only.pth for ``geom``'s encoders."""
+    from test_checkpoints import former_dfer_original_state, write_pose_only_file
+
+    torch.manual_seed(seed)
+    rgb_enc = FormerDFEREncoder(geom.rgb_size, geom.subclip_len)
+    hm_enc = SlowOnlyEncoder()
+    rgb_path = folder / "FormerDFER-DFEWset1-model_best.pth"
+    torch.save({"epoch": 37, "state_dict": former_dfer_original_state(rgb_enc)}, rgb_path)
+    return {"rgb": rgb_path, "heatmap": write_pose_only_file(folder / "pose_only.pth", hm_enc)}, rgb_enc, hm_enc
+
+
+@pytest.mark.parametrize("fusion", ["cross", "sum"])
+def test_qafe_net_pretrained_encoders_load_at_any_n(tmp_path, fusion):
+    """The same Former-DFER / pose_only files load into n = 5 and n = 9 models (nothing in them
+    depends on n); the report names the fusion, and the baselines list no decoder as random init."""
+    files, rgb_enc, hm_enc = _pretrained_files(tmp_path, _geom(5))
+    for n in (5, 9):
+        method = QAFENetMethod({"fusion": fusion}, geometry=_geom(n))
+        model = method.build_model()
+        info = method.load_pretrained(model, files)
+        for k, t in rgb_enc.state_dict().items():
+            assert torch.equal(model.rgb_encoder.state_dict()[k], t), k
+        for k, t in hm_enc.state_dict().items():
+            if k != "conv1.conv.weight":  # QAFE-Net's loader drops the 17-channel stem
+                assert torch.equal(model.heatmap_encoder.state_dict()[k], t), k
+        assert info["fusion"]["fusion"] == fusion and info["fusion"]["n_subclips"] == n
+        if fusion == "cross":
+            assert info["random_init"] == ["decoder", "evaluator", "heatmap_encoder.conv1.conv.weight"]
+            assert f"(1, {n}, 512)" in info["fusion"]["decoder"]
+        else:
+            assert info["random_init"] == ["evaluator", "heatmap_encoder.conv1.conv.weight"]
+            assert info["fusion"]["decoder"].startswith("none")
+
+
+def _qafe_training_file(path, model: QAFENet):
+    """main_PFED5.py save_checkpoint layout of ``model`` (which must have a cross decoder)."""
+    torch.save({"epoch": 3, "model": model.rgb_encoder.state_dict(), "evaluator": model.evaluator.state_dict(),
+                "SlowOnly": {"restnet3d." + k: v for k, v in model.heatmap_encoder.state_dict().items()},
+                "decoder": model.decoder.state_dict()}, path)
+    return path
+
+
+def test_qafe_net_five_subclip_training_checkpoint_refused_at_nine_and_by_baselines(tmp_path):
+    """A whole-model (5 sub-clip, cross) training checkpoint is loaded strictly: at n = 9 the
+    CheckpointError names the n-sized decoder tensors; a baseline model refuses its decoder keys."""
+    from benchmark.errors import CheckpointError
+    from methods.checkpoints import load_qafe_training_checkpoint
+
+    torch.manual_seed(5)
+    path = _qafe_training_file(tmp_path / "class_0-model_best.pth", QAFENet(_geom(5)))
+    load_qafe_training_checkpoint(QAFENet(_geom(5)), path)  # fits
+    with pytest.raises(CheckpointError) as exc:
+        load_qafe_training_checkpoint(QAFENet(_geom(9)), path)
+    msg = str(exc.value)
+    assert "pos_embed: file (1, 5, 512) vs model (1, 9, 512)" in msg
+    assert "conv.weight: file (10, 10, 1) vs model (18, 18, 1)" in msg
+    with pytest.raises(CheckpointError, match=r"decoder \('decoder' entry\): unexpected keys \(50\): conv.bias"):
+        load_qafe_training_checkpoint(QAFENet(_geom(5), fusion="sum"), path)
+
+
+def test_qafe_net_fusion_option_and_errors():
+    spec = QAFENetMethod.options_spec["fusion"]
+    assert spec.default == "cross" and spec.choices == ("cross", "concat", "concat_channels", "sum")
+    assert spec.code_value is None  # the released code has cross fusion only: no deviation to record
+    assert QAFENetMethod().options["fusion"] == "cross"
+    assert isinstance(QAFENetMethod(geometry=TINY).build_model().decoder, CrossFusionDecoder)
+    assert QAFENetMethod({"fusion": "sum"}).deviations_from_paper() == {}
+    with pytest.raises(ConfigError, match="^option fusion='attention' of method 'qafe_net' must be one of "
+                                          "cross, concat, concat_channels, sum$"):
+        QAFENetMethod({"fusion": "attention"})
+    with pytest.raises(ConfigError, match="did you mean 'fusion'"):
+        QAFENetMethod({"fusoin": "sum"})
+    with pytest.raises(ValueError, match="^fusion must be one of cross, concat, concat_channels, sum, got 'max'$"):
+        QAFENet(TINY, fusion="max")
+    from methods.qafe_net import StreamFusion
+
+    with pytest.raises(ValueError, match="got 'cross'"):
+        StreamFusion("cross")
+    with pytest.raises(ValueError, match=r"^stream tokens differ in shape: \(1, 2, 512\) vs \(1, 3, 512\)$"):
+        StreamFusion("sum")(torch.zeros(1, 2, 512), torch.zeros(1, 3, 512))

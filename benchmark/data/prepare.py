@@ -16,6 +16,16 @@ Layouts of the raw data:
     at ``<raw>/<patient>/<video folder>/*.jpg`` sorted by name; the number of
     frames must equal column 2. The split is the CSV's (train/test); the
     expression name is the card's ``expressions[index]``.
+``unbc`` (the UNBC-McMaster Shoulder Pain Expression Archive as distributed, :mod:`benchmark.data.unbc`):
+    ``<raw>/Images/<subject>/<sequence>/<sequence><NNN>.png``,
+    ``<raw>/Sequence_Labels/VAS/<subject>/<sequence>.txt`` (one number, VAS 0..10),
+    optional ``<raw>/AAM_landmarks/<subject>/<sequence>/<sequence><NNN>_aam.txt``
+    (66 rows x y); the Kaggle copy's doubled folders are accepted. Sequences are
+    matched by name, subject = the ``Images`` subject folder, expression ``pain``,
+    split ``all`` (no official split: the protocol's fold file partitions it). The
+    faces are cropped and landmarks detected as for PFED5; the AAM points are kept
+    as a second landmark source ``aam_66`` (``landmarks_aam_66/<video_id>.npy``,
+    mapped into crop pixels with each frame's crop transform).
 ``folder``:
     video files (``<raw>/*.mp4`` etc.) or frame folders, listed in a labels CSV
     (default ``<raw>/labels.csv``) with columns ``video`` (file or folder, relative
@@ -27,7 +37,9 @@ problem of each kind raises one error naming the item and the fix: a missing
 file or folder or a frame-count mismatch (:class:`~benchmark.errors.DataError`),
 a label outside the card's range (:class:`~benchmark.errors.LabelError`), an
 unknown expression or split, a duplicated video id (``DataError``), a subject in
-both train and test (:class:`~benchmark.errors.SubjectLeakError`).
+both train and test (:class:`~benchmark.errors.SubjectLeakError`). A dataset
+without an official split (``unbc``) has every video in split ``all``; it may not
+be mixed with ``train``/``test`` videos.
 
 A video that fails while being processed (corrupt or truncated file, no face in
 any frame) is recorded in the manifest's ``failed`` list and the rest of the
@@ -58,8 +70,11 @@ from .video import is_video_file, list_frame_files, open_video
 
 log = logging.getLogger(__name__)
 
-LAYOUTS = ("pfed5", "folder")
+LAYOUTS = ("pfed5", "unbc", "folder")
 SPLITS = ("train", "test")
+#: Split of every video of a dataset without an official split (``unbc``): the
+#: protocol's fold file partitions its subjects.
+NO_SPLIT = "all"
 #: Official PFED5 index files, by split.
 PFED5_CSVS = {"train": "PFED5_train.csv", "test": "PFED5_test.csv"}
 #: Required columns of a ``folder`` layout labels CSV.
@@ -81,7 +96,8 @@ class VideoItem:
         subject, expression, label, split: index columns (label range-checked,
             expression = the card's name).
         where: names the index row in errors, e.g. ``"labels.csv line 3"``.
-        expected_frames: frame count the index declares (PFED5), else None.
+        expected_frames: frame count the index declares (PFED5) or counted (UNBC), else None.
+        aam_dir: UNBC only: the sequence's ``AAM_landmarks`` folder, None when absent.
     """
 
     video_id: str
@@ -93,6 +109,7 @@ class VideoItem:
     split: str
     where: str
     expected_frames: int | None = None
+    aam_dir: Path | None = None
 
 
 class PreparedVideo(NamedTuple):
@@ -107,6 +124,12 @@ class PreparedVideo(NamedTuple):
             pixels (interpolated where no face was found).
         source_points: ``(T, K, 2)`` float64 landmarks in source-frame pixels
             (interpolated where no face was found).
+        crop_boxes: ``(T, 4)`` int64 ``(x0, y0, x1, y1)``: the rectangle cut out of
+            each source frame (:func:`~benchmark.data.landmarks.crop.crop_box` of
+            ``boxes``, or the whole frame where the interpolated box lies outside
+            it). Source-frame points ``p`` map to crop pixels as
+            ``points_to_crop(p, crop_boxes[t], S, round_points)``; None when built
+            by hand without it.
     """
 
     frames: np.ndarray
@@ -115,6 +138,7 @@ class PreparedVideo(NamedTuple):
     fps: float
     boxes: np.ndarray
     source_points: np.ndarray
+    crop_boxes: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------- ids
@@ -297,11 +321,16 @@ def read_folder_index(raw: str | Path, card: str | DatasetCard, labels_csv: str 
 
 
 def check_items(items: list[VideoItem]) -> None:
-    """Cross-row checks: unique video ids and sources, no subject in both splits.
+    """Cross-row checks: unique video ids and sources, known splits, no subject in both splits.
+
+    Splits are ``train``/``test`` (an official split, checked subject-disjoint
+    here), or ``all`` for every video (no official split: the protocol's fold
+    file partitions the subjects and checks them then).
 
     Raises:
         DataError: two rows give the same video id (after :func:`safe_video_id`)
-            or the same file/folder.
+            or the same file/folder; a split other than ``train``/``test``/``all``;
+            ``all`` mixed with ``train``/``test``.
         SubjectLeakError: a subject has videos in train and in test (names the
             subject and one video of each split).
     """
@@ -318,8 +347,23 @@ def check_items(items: list[VideoItem]) -> None:
                 seen[k] = it
         if dups:
             raise DataError(f"duplicated {what}(s): {_listing(dups)}; every video must be listed once with a unique id")
+    splits = {it.split for it in items}
+    unknown = sorted(splits - set(SPLITS) - {NO_SPLIT})
+    if unknown:
+        it = next(it for it in items if it.split == unknown[0])
+        raise DataError(f"{it.where}: split {it.split!r} must be one of {', '.join(SPLITS)} (or {NO_SPLIT!r} "
+                        "for every video of a dataset without an official split)")
+    if NO_SPLIT in splits and len(splits) > 1:
+        a = next(it for it in items if it.split == NO_SPLIT)
+        b = next(it for it in items if it.split != NO_SPLIT)
+        raise DataError(
+            f"the index mixes split {NO_SPLIT!r} ({a.where}) with split {b.split!r} ({b.where}): either every "
+            f"video has an official train/test split or none has (split {NO_SPLIT!r}, folds from the protocol)"
+        )
     by_split: dict[str, dict[str, VideoItem]] = {s: {} for s in SPLITS}
     for it in items:
+        if it.split == NO_SPLIT:
+            continue
         by_split[it.split].setdefault(it.subject, it)
     leak = sorted(set(by_split["train"]) & set(by_split["test"]))
     if leak:
@@ -339,7 +383,7 @@ def collect_items(raw: str | Path, *, layout: str, card: str | DatasetCard,
 
     Args:
         raw: raw dataset folder.
-        layout: ``pfed5`` or ``folder``.
+        layout: ``pfed5``, ``unbc`` or ``folder``.
         card: dataset card (name or object).
         labels_csv: ``folder`` layout only (default ``<raw>/labels.csv``).
 
@@ -347,9 +391,10 @@ def collect_items(raw: str | Path, *, layout: str, card: str | DatasetCard,
         The validated :class:`VideoItem` list.
 
     Raises:
-        ConfigError: unknown layout, or a labels CSV given for ``pfed5``.
+        ConfigError: unknown layout, or a labels CSV given for ``pfed5``/``unbc``.
         DataError, LabelError, SubjectLeakError: see :func:`read_pfed5_index`,
-            :func:`read_folder_index`, :func:`check_items`.
+            :func:`benchmark.data.unbc.read_unbc_index`, :func:`read_folder_index`,
+            :func:`check_items`.
     """
     raw = Path(raw)
     if not raw.is_dir():
@@ -358,6 +403,13 @@ def collect_items(raw: str | Path, *, layout: str, card: str | DatasetCard,
         if labels_csv is not None:
             raise ConfigError("layout 'pfed5' reads PFED5_train.csv and PFED5_test.csv; labels_csv is for layout 'folder'")
         items = read_pfed5_index(raw, card)
+    elif layout == "unbc":
+        from .unbc import read_unbc_index
+
+        if labels_csv is not None:
+            raise ConfigError("layout 'unbc' reads the labels from Sequence_Labels/VAS; "
+                              "labels_csv is for layout 'folder'")
+        items = read_unbc_index(raw, card)
     elif layout == "folder":
         items = read_folder_index(raw, card, labels_csv)
     else:
@@ -405,7 +457,7 @@ def prepare_video(
     k = backend.scheme.num_points
     crops: list[np.ndarray | None] = []
     pts_crop: list[np.ndarray | None] = []
-    boxes, pts_src, found = [], [], []
+    boxes, pts_src, found, rects = [], [], [], []
     stash: dict[int, np.ndarray] = {}
     stash_bytes, overflow = 0, False
     nan_box, nan_pts = np.full(4, np.nan), np.full((k, 2), np.nan)
@@ -419,12 +471,14 @@ def prepare_video(
                 boxes.append(np.asarray(det.bbox, dtype=np.float64)[:4])
                 pts_src.append(np.asarray(det.points, dtype=np.float64))
                 found.append(True)
+                rects.append(box)
                 continue
             crops.append(None)
             pts_crop.append(None)
             boxes.append(nan_box)
             pts_src.append(nan_pts)
             found.append(False)
+            rects.append((0, 0, 0, 0))
             if not overflow:
                 if stash_bytes + frame.nbytes > stash_limit_bytes:
                     overflow = True
@@ -446,8 +500,50 @@ def prepare_video(
             box = crop_box(boxes_arr[i], frame.shape, spec) or (0, 0, frame.shape[1], frame.shape[0])
             crops[i] = crop_image(frame, box, spec.size, spec.interpolation)
             pts_crop[i] = points_to_crop(pts_arr[i], box, spec.size, spec.round_points)
+            rects[i] = box
     return PreparedVideo(np.stack(crops), np.stack(pts_crop).astype(np.float32), found_arr, float(rate),
-                         boxes_arr, pts_arr)
+                         boxes_arr, pts_arr, np.array(rects, dtype=np.int64).reshape(-1, 4))
+
+
+def map_points_to_crop(points: np.ndarray, crop_boxes: np.ndarray, spec: CropSpec) -> np.ndarray:
+    """Map per-frame source-frame points into crop pixels with each frame's crop transform.
+
+    The same transform as the detected landmarks get (:func:`points_to_crop`):
+    ``clip(p - (x0, y0), 0, (w - 1, h - 1)) * (S / w, S / h)`` (rounded before
+    and after when ``spec.round_points``); NaN points stay NaN.
+
+    Args:
+        points: ``(T, K, 2)`` (x, y) in source-frame pixels (NaN allowed).
+        crop_boxes: ``(T, 4)`` int ``(x0, y0, x1, y1)`` (:attr:`PreparedVideo.crop_boxes`).
+        spec: the crop settings the frames were cut with (S = ``spec.size``).
+
+    Returns:
+        ``(T, K, 2)`` float32 (x, y) in crop pixels.
+
+    Raises:
+        ValueError: ``points`` and ``crop_boxes`` disagree on T.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    crop_boxes = np.asarray(crop_boxes)
+    if points.ndim != 3 or points.shape[0] != crop_boxes.shape[0]:
+        raise ValueError(f"points {points.shape} and crop_boxes {crop_boxes.shape} must both have T frames")
+    out = np.empty(points.shape, dtype=np.float32)
+    for t in range(points.shape[0]):
+        out[t] = points_to_crop(points[t], tuple(int(v) for v in crop_boxes[t]), spec.size, spec.round_points)
+    return out
+
+
+def _aam_in_crop(item: VideoItem, pv: PreparedVideo, spec: CropSpec) -> np.ndarray | None:
+    """The sequence's AAM points in crop pixels ``(T, 66, 2)`` (NaN rows: no AAM file), or None without any."""
+    from .unbc import read_aam_landmarks
+
+    if item.aam_dir is None:
+        return None
+    n = len(pv.frames)
+    pts = read_aam_landmarks(item.aam_dir, item.original, max(int(item.expected_frames or 0), n))[:n]
+    if not np.isfinite(pts).any():
+        return None
+    return map_points_to_crop(pts, pv.crop_boxes, spec)
 
 
 # ------------------------------------------------------------------ resume state
@@ -499,9 +595,10 @@ def prepare_dataset(
     Args:
         raw: raw dataset folder.
         out: output folder (created; a re-run resumes and skips finished videos).
-        layout: ``pfed5`` (official CSVs and frame folders) or ``folder``
-            (videos + labels CSV); see the module docstring.
-        card: dataset card name (``pfed5``, ``real_faces_demo``, ...) or object.
+        layout: ``pfed5`` (official CSVs and frame folders), ``unbc`` (the
+            UNBC-McMaster archive; also stores the AAM points as landmark source
+            ``aam_66``) or ``folder`` (videos + labels CSV); see the module docstring.
+        card: dataset card name (``pfed5``, ``unbc_mcmaster``, ``real_faces_demo``, ...) or object.
         backend: ``mediapipe`` / ``insightface`` or a ready :class:`LandmarkBackend`.
         backend_options: constructor options when ``backend`` is a name, e.g.
             ``{"model_dir": ...}`` or ``{"static_image_mode": True}``.
@@ -517,7 +614,9 @@ def prepare_dataset(
     Returns:
         The manifest dict (also written to ``out/manifest.json``): counts of
         videos, frames, ``frames_without_face`` and ``failed_videos``; the
-        backend provenance; crop settings under ``prepare``.
+        backend provenance; crop settings under ``prepare``; for ``unbc`` also
+        ``landmark_sources`` (``detected`` and ``aam_66`` with the videos and
+        frames without AAM points).
 
     Raises:
         ConfigError: unknown layout, backend, option or frame format.
@@ -561,8 +660,22 @@ def prepare_dataset(
                              "interpolated linearly in time, nearest frame at the ends (face_found False)",
             },
         }
+        sources = None
+        if layout == "unbc":
+            from .unbc import AAM_POINTS, AAM_SOURCE
+
+            sources = {AAM_SOURCE: {
+                "num_points": AAM_POINTS,
+                "origin": "AAM_landmarks/<subject>/<sequence>/<sequence><NNN>_aam.txt of the archive "
+                          "(66 rows x y, source-frame pixels)",
+                "transform": "each frame's crop transform, the same as the detected landmarks get "
+                             "(crop box of the detected face, interpolated where no face was found)",
+                "missing": "NaN rows where a frame had no AAM file; a video without any is listed "
+                           "under videos_without",
+            }}
         writer = PreparedWriter(out, card=card.name, crop_size=spec.size, landmark_scheme=bk.scheme,
-                                backend=provenance, frame_format=frame_format, extra=extra)
+                                backend=provenance, frame_format=frame_format, extra=extra,
+                                landmark_sources=sources)
         by_id = {it.video_id: it for it in items}
         for vid, row in writer.existing_rows().items():  # videos no longer listed, or relabelled
             if vid not in by_id or not _row_matches(row, by_id[vid]):
@@ -577,6 +690,9 @@ def prepare_dataset(
             try:
                 pv = prepare_video(item.source, bk, spec, max_frames=max_frames,
                                    video_name=f"{item.original} ({item.source})")
+                more = None
+                if sources is not None:
+                    more = {AAM_SOURCE: _aam_in_crop(item, pv, spec)}
             except DataError as exc:
                 if isinstance(exc, ManifestError):
                     raise
@@ -585,7 +701,7 @@ def prepare_dataset(
                 continue
             writer.add_video(item.video_id, pv.frames, pv.points, pv.face_found, subject=item.subject,
                              expression=item.expression, label=item.label, split=item.split, fps=pv.fps,
-                             source=item.original)
+                             source=item.original, extra_landmarks=more)
         bar.close()
         manifest = writer.finalize()
     finally:

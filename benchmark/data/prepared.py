@@ -12,6 +12,10 @@ Layout of a prepared dataset folder::
                              or frames/<video_id>/00001.jpg ... (frame_format "jpg")
     landmarks/<video_id>.npz points (T, K, 2) float32, (x, y) in crop pixels;
                              face_found (T,) bool (False: landmarks interpolated)
+    landmarks_<source>/<video_id>.npy   optional further landmark sources (e.g.
+                             ``aam_66``, UNBC's AAM points): (T, K', 2) float32
+                             (x, y) crop pixels, NaN where a frame has none;
+                             listed in the manifest's ``landmark_sources``
     heatmaps/<key>/<video_id>.npy   optional cache of landmark heatmap frames
 
 Every file is written to a temporary name and renamed, so an interrupted
@@ -45,6 +49,9 @@ VIDEO_COLUMNS = [
     "num_frames", "fps", "faces_found", "source",
 ]
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_SOURCE_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+#: Name of the landmark source every prepared dataset has (the backend's points in ``landmarks/``).
+DETECTED_SOURCE = "detected"
 
 
 def check_video_id(video_id: str) -> str:
@@ -135,6 +142,12 @@ class PreparedWriter:
             (a folder of JPEG files per video, quality 95; about 10x smaller).
         extra: additional manifest fields (e.g. ``{"demo_labels": true}``,
             the generator's parameters).
+        landmark_sources: further landmark sources stored beside the detected
+            ones, ``name -> description`` with at least ``num_points`` (e.g.
+            ``{"aam_66": {"num_points": 66, "origin": ...}}``); each video then
+            passes its points in :meth:`add_video` (``extra_landmarks``). The
+            manifest gets ``landmark_sources``: ``detected`` (the backend scheme)
+            and each name with its folder and the videos without points.
 
     Videos already present from an interrupted earlier run (same folder) are kept
     and reported by :meth:`has_video`; call :meth:`finalize` at the end.
@@ -150,9 +163,18 @@ class PreparedWriter:
         backend: dict,
         frame_format: str = "npy",
         extra: dict | None = None,
+        landmark_sources: dict[str, dict] | None = None,
     ) -> None:
         if frame_format not in FRAME_FORMATS:
             raise ManifestError(f"frame_format must be one of {FRAME_FORMATS}, got {frame_format!r}")
+        self.sources: dict[str, dict] = {}
+        for name, desc in (landmark_sources or {}).items():
+            if not _SOURCE_RE.match(str(name)) or name == DETECTED_SOURCE:
+                raise ManifestError(f"landmark source name {name!r} must be lower-case letters, digits and '_', "
+                                    f"and not {DETECTED_SOURCE!r}")
+            if int(desc.get("num_points", 0)) < 1:
+                raise ManifestError(f"landmark source {name!r} needs num_points >= 1, got {desc.get('num_points')!r}")
+            self.sources[str(name)] = dict(desc)
         self.root = Path(root)
         self.card = card
         self.crop_size = int(crop_size)
@@ -163,6 +185,8 @@ class PreparedWriter:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "frames").mkdir(exist_ok=True)
         (self.root / "landmarks").mkdir(exist_ok=True)
+        for name in self.sources:
+            (self.root / f"landmarks_{name}").mkdir(exist_ok=True)
         self._rows: dict[str, dict] = {}
         self._entries: dict[str, dict] = {}
         self._failures: list[dict] = []
@@ -193,6 +217,11 @@ class PreparedWriter:
         for rec in records:
             vid = rec["row"]["video_id"]
             frames = self.root / "frames" / (f"{vid}.npy" if self.frame_format == "npy" else vid)
+            extra = rec["entry"].get("landmark_sources") or {}
+            if set(extra) != set(self.sources):
+                continue  # written with other landmark sources: prepare it again
+            if not all(e is None or (self.root / f"landmarks_{n}" / f"{vid}.npy").is_file() for n, e in extra.items()):
+                continue
             if frames.exists() and (self.root / "landmarks" / f"{vid}.npz").is_file():
                 self._rows[vid] = rec["row"]
                 self._entries[vid] = rec["entry"]
@@ -230,6 +259,7 @@ class PreparedWriter:
         split: str,
         fps: float,
         source: str = "",
+        extra_landmarks: dict[str, np.ndarray | None] | None = None,
     ) -> None:
         """Write one video's face crops and landmarks.
 
@@ -242,9 +272,13 @@ class PreparedWriter:
             subject, expression, label, split: index columns (label already range-checked).
             fps: frames per second of the source (0 when unknown).
             source: where the frames came from (path), for error messages.
+            extra_landmarks: one entry per declared ``landmark_sources`` name:
+                ``(T, K', 2)`` float (x, y) crop pixels, NaN where a frame has no
+                points, or None when this video has none of that source.
 
         Raises:
-            ManifestError: shape, dtype or finiteness violations, or a bad id.
+            ManifestError: shape, dtype or finiteness violations, a bad id, or
+                ``extra_landmarks`` naming other sources than the declared ones.
         """
         check_video_id(video_id)
         frames = np.asarray(frames)
@@ -264,9 +298,38 @@ class PreparedWriter:
             raise ManifestError(f"video {video_id}: landmarks contain NaN/inf (interpolate missing frames first)")
         if face_found.shape != (t,):
             raise ManifestError(f"video {video_id}: face_found must be ({t},), got {face_found.shape}")
+        extra_landmarks = dict(extra_landmarks or {})
+        if set(extra_landmarks) != set(self.sources):
+            raise ManifestError(
+                f"video {video_id}: extra_landmarks must give exactly the declared landmark sources "
+                f"({', '.join(sorted(self.sources)) or 'none'}), got {', '.join(sorted(extra_landmarks)) or 'none'}"
+            )
+        extra_arrays: dict[str, np.ndarray | None] = {}
+        for name, arr in sorted(extra_landmarks.items()):
+            if arr is None:
+                extra_arrays[name] = None
+                continue
+            arr = np.asarray(arr, dtype=np.float32)
+            k = int(self.sources[name]["num_points"])
+            if arr.shape != (t, k, 2):
+                raise ManifestError(
+                    f"video {video_id}: landmark source {name!r} must be ({t}, {k}, 2), got {arr.shape}")
+            if np.isinf(arr).any():
+                raise ManifestError(f"video {video_id}: landmark source {name!r} contains inf (use NaN for no point)")
+            extra_arrays[name] = arr
 
         lm_path = self.root / "landmarks" / f"{video_id}.npz"
         atomic_write_bytes(lm_path, _npz_bytes(points=landmarks, face_found=face_found))
+        extra_entries: dict[str, dict | None] = {}
+        for name, arr in extra_arrays.items():
+            path = self.root / f"landmarks_{name}" / f"{video_id}.npy"
+            if arr is None:
+                path.unlink(missing_ok=True)
+                extra_entries[name] = None
+                continue
+            atomic_write_bytes(path, _npy_bytes(np.ascontiguousarray(arr)))
+            extra_entries[name] = {"sha256": sha256_file(path),
+                                   "frames_with_points": int(np.isfinite(arr).all(axis=(1, 2)).sum())}
         if self.frame_format == "npy":
             fr_path = self.root / "frames" / f"{video_id}.npy"
             atomic_write_bytes(fr_path, _npy_bytes(np.ascontiguousarray(frames)))
@@ -295,10 +358,26 @@ class PreparedWriter:
             "frames_sha256": frames_sha,
             "landmarks_sha256": sha256_file(lm_path),
         }
+        if self.sources:
+            entry["landmark_sources"] = extra_entries
         self._rows[video_id] = row
         self._entries[video_id] = entry
         with open(self._partial, "a") as f:
             f.write(json.dumps({"row": row, "entry": entry}) + "\n")
+
+    def _sources_summary(self) -> dict:
+        out = {DETECTED_SOURCE: {"path": "landmarks", "scheme": self.scheme.name,
+                                 "num_points": self.scheme.num_points, "backend": self.backend.get("name"),
+                                 "units": "(x, y) crop pixels"}}
+        for name, desc in self.sources.items():
+            entries = {v: (e.get("landmark_sources") or {}).get(name) for v, e in self._entries.items()}
+            without = sorted(v for v, e in entries.items() if e is None)
+            frames_without = sum(self._entries[v]["num_frames"] - (e["frames_with_points"] if e else 0)
+                                 for v, e in entries.items())
+            out[name] = {**desc, "path": f"landmarks_{name}", "units": "(x, y) crop pixels, NaN: no point",
+                         "videos": len(entries) - len(without), "videos_without": without,
+                         "frames_without": int(frames_without)}
+        return out
 
     def add_failure(self, source: str, error: str) -> None:
         """Record a source that could not be prepared (kept in ``manifest.json``)."""
@@ -320,6 +399,8 @@ class PreparedWriter:
         for vid in sorted(self._entries):
             e = self._entries[vid]
             content.update(f"{vid}:{e['frames_sha256']}:{e['landmarks_sha256']}".encode())
+            for name, src in sorted((e.get("landmark_sources") or {}).items()):
+                content.update(f":{name}:{src['sha256'] if src else '-'}".encode())
         manifest = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
@@ -340,6 +421,8 @@ class PreparedWriter:
             "failed": self._failures,
             **self.extra,
         }
+        if self.sources:
+            manifest["landmark_sources"] = self._sources_summary()
         atomic_write_text(self.root / "manifest.json", json.dumps(manifest, indent=2))
         self._partial.unlink(missing_ok=True)
         return manifest
@@ -441,19 +524,75 @@ class PreparedDataset:
             out[j] = cache[i]
         return out
 
-    def landmarks(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """Landmarks of one video: ``points (T, K, 2)`` float32 (x, y) crop pixels and ``face_found (T,)`` bool."""
-        p = self.root / "landmarks" / f"{video_id}.npz"
+    @property
+    def landmark_sources(self) -> tuple[str, ...]:
+        """Names of the stored landmark sources: ``detected`` (the backend's, always) and
+        any further ones of the manifest's ``landmark_sources`` (e.g. ``aam_66``)."""
+        more = [n for n in (self.manifest.get("landmark_sources") or {}) if n != DETECTED_SOURCE]
+        return (DETECTED_SOURCE, *more)
+
+    def has_landmarks(self, video_id: str, source: str = DETECTED_SOURCE) -> bool:
+        """True when ``video_id`` has points of ``source`` (always, for ``detected``)."""
+        if source == DETECTED_SOURCE:
+            return video_id in self.videos.index
+        if source not in self.landmark_sources:
+            return False
+        entry = self.manifest.get("videos", {}).get(video_id) or {}
+        return (entry.get("landmark_sources") or {}).get(source) is not None
+
+    def landmarks(self, video_id: str, source: str = DETECTED_SOURCE) -> tuple[np.ndarray, np.ndarray]:
+        """Landmarks of one video from one landmark source.
+
+        Args:
+            video_id: a ``videos.csv`` id.
+            source: ``detected`` (the backend's points, ``landmarks/``) or another
+                name of :attr:`landmark_sources` (e.g. ``aam_66``).
+
+        Returns:
+            ``detected``: ``points (T, K, 2)`` float32 (x, y) crop pixels, finite,
+            and ``face_found (T,)`` bool (False: interpolated). Another source:
+            ``points (T, K', 2)`` float32 (x, y) crop pixels, NaN in frames without
+            points, and ``present (T,)`` bool (the frame has points).
+
+        Raises:
+            ManifestError: the dataset has no such source, this video has none of
+                its points (its raw data had none), or the file is missing.
+        """
+        if source == DETECTED_SOURCE:
+            p = self.root / "landmarks" / f"{video_id}.npz"
+            if not p.is_file():
+                raise ManifestError(f"{p} is missing (listed in {self.root / 'videos.csv'}); prepare the dataset again")
+            with np.load(p, allow_pickle=False) as z:
+                return z["points"].astype(np.float32), z["face_found"].astype(bool)
+        if source not in self.landmark_sources:
+            raise ManifestError(
+                f"{self.root} has no landmark source {source!r}: it has {', '.join(self.landmark_sources)} "
+                "(see its manifest's landmark_sources); use one of those"
+            )
+        if video_id not in self.videos.index:
+            raise ManifestError(f"video {video_id!r} is not listed in {self.root / 'videos.csv'}")
+        if not self.has_landmarks(video_id, source):
+            raise ManifestError(
+                f"video {video_id!r} of {self.root} has no {source!r} landmarks (its raw data had none; listed "
+                f"under landmark_sources.{source}.videos_without in the manifest): use source "
+                f"{DETECTED_SOURCE!r}, or leave the video out"
+            )
+        p = self.root / f"landmarks_{source}" / f"{video_id}.npy"
         if not p.is_file():
-            raise ManifestError(f"{p} is missing (listed in {self.root / 'videos.csv'}); prepare the dataset again")
-        with np.load(p, allow_pickle=False) as z:
-            return z["points"].astype(np.float32), z["face_found"].astype(bool)
+            raise ManifestError(f"{p} is missing (listed in {self.root / 'manifest.json'}); prepare the dataset again")
+        points = np.load(p, allow_pickle=False).astype(np.float32)
+        return points, np.isfinite(points).all(axis=(1, 2))
 
     def verify(self) -> list[str]:
         """Recompute every checksum; return the ids whose files changed since ``prepare``."""
         bad = []
         for vid, entry in self.manifest["videos"].items():
             if sha256_file(self.root / "landmarks" / f"{vid}.npz") != entry["landmarks_sha256"]:
+                bad.append(vid)
+                continue
+            extra = {self.root / f"landmarks_{n}" / f"{vid}.npy": e["sha256"]
+                     for n, e in (entry.get("landmark_sources") or {}).items() if e is not None}
+            if any(not path.is_file() or sha256_file(path) != sha for path, sha in extra.items()):
                 bad.append(vid)
                 continue
             if self.frame_format == "npy":

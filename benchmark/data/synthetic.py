@@ -525,6 +525,11 @@ def _smooth01(x: np.ndarray) -> np.ndarray:
 
 def _clip_length(rng: np.random.Generator, spec: SyntheticSpec, expression: str) -> int:
     lo, mu, hi = spec.min_length[expression], float(spec.mean_length[expression]), spec.max_length[expression]
+    return _beta_length(rng, lo, mu, hi)
+
+
+def _beta_length(rng: np.random.Generator, lo: int, mu: float, hi: int) -> int:
+    """A clip length in ``lo..hi`` frames: Beta law with mean ``mu`` and concentration 5."""
     if hi == lo:
         return int(lo)
     m = min(max((mu - lo) / (hi - lo), 0.02), 0.98)
@@ -903,6 +908,24 @@ def render_video(spec: SyntheticSpec, subject: int, expression: str, repetition:
     length = _clip_length(rng_len, spec, expression)
     nui = _nuisance(rng_nuis, spec, length)
     state = _motion(spec, idn, expression, severity, rng_motion, length)
+    return _draw_state(spec, idn, state, nui)
+
+
+def _draw_state(spec: SyntheticSpec, idn: dict, state: np.ndarray, nui: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Draw a face state sequence: the renderer shared by :func:`render_video` and the
+    synthetic UNBC-like generator (:mod:`benchmark.data.synthetic_unbc`).
+
+    Args:
+        spec: only ``crop_size`` and ``supersample`` are read.
+        idn: a subject identity (``_identity(seed, subject)``).
+        state: ``(T, channels)`` face state (the motion model's output; channels :data:`_CH`).
+        nui: per-frame head pose, illumination and noise (``_nuisance(rng, spec, T)``).
+
+    Returns:
+        ``frames (T, S, S, 3)`` uint8 RGB and ``landmarks (T, 73, 2)`` float32, as
+        :func:`render_video`.
+    """
+    length = len(state)
     ops, lm = _ops(idn, state, nui["gaze"])
 
     # one similarity transform per frame: canonical units -> canvas pixels (centres at integers)
@@ -957,15 +980,16 @@ def render_video(spec: SyntheticSpec, subject: int, expression: str, repetition:
 # =============================================================================================
 
 def _balanced_severities(rng: np.random.Generator, n: int, weights) -> np.ndarray:
-    """n severities with counts proportional to ``weights`` (largest remainder), shuffled."""
+    """n severities (labels 0..len(weights)-1) with counts proportional to ``weights``
+    (largest remainder), shuffled."""
     w = np.asarray(weights, float)
     w = w / w.sum()
     raw = w * n
     counts = np.floor(raw).astype(int)
     rem = raw - counts
-    order = np.lexsort((rng.uniform(0, 1, 5), -rem))  # largest remainder, random tie-break
+    order = np.lexsort((rng.uniform(0, 1, len(w)), -rem))  # largest remainder, random tie-break
     counts[order[: n - counts.sum()]] += 1
-    sev = np.repeat(np.arange(5), counts)
+    sev = np.repeat(np.arange(len(w)), counts)
     return rng.permutation(sev)
 
 
@@ -998,6 +1022,51 @@ def plan_synthetic(spec: SyntheticSpec) -> list[dict]:
     return plan
 
 
+_STAMP = ".synthetic_spec.json"
+
+
+def _claim_output(out: Path, card: str, backend: dict) -> dict | None:
+    """Check that a generator may write ``card`` with ``backend`` into ``out``.
+
+    Shared by :func:`generate_synthetic` and the synthetic UNBC-like generator.
+
+    Returns:
+        The manifest of a finished dataset of the same card and backend in ``out`` (to be
+        returned as is), or None after creating ``out`` and writing the settings stamp
+        (an interrupted generation with the same stamp resumes).
+
+    Raises:
+        ManifestError: ``out`` holds another dataset, an interrupted generation with
+            other settings, or an interrupted preparation of another dataset.
+    """
+    mpath, stamp = out / "manifest.json", out / _STAMP
+    if mpath.is_file():
+        try:
+            old = json.loads(mpath.read_text())
+        except json.JSONDecodeError:
+            old = {}
+        if old.get("backend") == backend and old.get("card") == card:
+            return old
+        raise ManifestError(
+            f"{out} already holds another prepared dataset (card {old.get('card')!r}, backend "
+            f"{(old.get('backend') or {}).get('name')!r}, other settings or generator version); "
+            "choose an empty folder or delete it"
+        )
+    if stamp.is_file() and json.loads(stamp.read_text()) != backend:
+        raise ManifestError(
+            f"{out} holds an interrupted synthetic generation with other settings ({stamp}); "
+            "choose an empty folder or delete it"
+        )
+    if not stamp.is_file() and (out / ".partial.jsonl").is_file():
+        raise ManifestError(
+            f"{out} holds an interrupted preparation of another dataset (.partial.jsonl); "
+            "choose an empty folder or delete it"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stamp, json.dumps(backend, indent=2))
+    return None
+
+
 def generate_synthetic(out: str | Path, *, scale: str = "tiny", seed: int = 0, **overrides: Any) -> dict:
     """Generate a synthetic PFED5-like prepared dataset into ``out``.
 
@@ -1023,31 +1092,10 @@ def generate_synthetic(out: str | Path, *, scale: str = "tiny", seed: int = 0, *
     out = Path(out)
     settings = spec.to_json()
     backend = {"name": "synthetic", "version": GENERATOR_VERSION, "settings": settings}
-    mpath, stamp = out / "manifest.json", out / ".synthetic_spec.json"
-    if mpath.is_file():
-        try:
-            old = json.loads(mpath.read_text())
-        except json.JSONDecodeError:
-            old = {}
-        if old.get("backend") == backend and old.get("card") == CARD_NAME:
-            return old
-        raise ManifestError(
-            f"{out} already holds another prepared dataset (card {old.get('card')!r}, backend "
-            f"{(old.get('backend') or {}).get('name')!r}, other settings or generator version); "
-            "choose an empty folder or delete it"
-        )
-    if stamp.is_file() and json.loads(stamp.read_text()) != backend:
-        raise ManifestError(
-            f"{out} holds an interrupted synthetic generation with other settings ({stamp}); "
-            "choose an empty folder or delete it"
-        )
-    if not stamp.is_file() and (out / ".partial.jsonl").is_file():
-        raise ManifestError(
-            f"{out} holds an interrupted preparation of another dataset (.partial.jsonl); "
-            "choose an empty folder or delete it"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(stamp, json.dumps(backend, indent=2))
+    done = _claim_output(out, CARD_NAME, backend)
+    if done is not None:
+        return done
+    stamp = out / _STAMP
     writer = PreparedWriter(out, card=CARD_NAME, crop_size=spec.crop_size, landmark_scheme=SYNTHETIC_SCHEME,
                             backend=backend, frame_format=spec.frame_format, extra={"synthetic_spec": settings})
     for v in plan_synthetic(spec):

@@ -1,10 +1,10 @@
 """The ``qafe-bench`` command line (argparse).
 
     qafe-bench synth      --out DIR [--preset tiny|paper] [--seed N]
-    qafe-bench prepare    pfed5|folder --raw DIR --out DIR [--backend mediapipe|insightface] ...
+    qafe-bench prepare    pfed5|unbc|folder --raw DIR --out DIR [--backend mediapipe|insightface] ...
     qafe-bench heatmaps   --dataset DIR [--method qafe_net] [--scale tiny|paper]   (heatmap cache)
-    qafe-bench run        --method M --dataset DIR|synthetic --expression E [--set k=v] [--train k=v]
-    qafe-bench reproduce  table2|all [--dataset synthetic|DIR] [--scale tiny|paper] [--seeds 0 1 2]
+    qafe-bench run        --method M --dataset DIR|synthetic --expression E [--split fold1] [--set k=v] [--train k=v]
+    qafe-bench reproduce  table2|table3|all [--dataset synthetic|synthetic-unbc|DIR] [--scale tiny|paper] [--seeds 0 1 2]
     qafe-bench report     table2|all [--dataset ...]      (re-render from run records, no training)
     qafe-bench score      VIDEO --checkpoint RUN/model.pt --expression smile
     qafe-bench methods | tables
@@ -34,18 +34,28 @@ def _kv(items: list[str] | None, flag: str) -> dict:
     return out
 
 
+#: ``--dataset`` names of the generated datasets -> their generator (``module:function``).
+SYNTHETIC_DATASETS = {
+    "synthetic": "benchmark.data.synthetic:generate_synthetic",            # PFED5-like (pfed5 protocol)
+    "synthetic-unbc": "benchmark.data.synthetic_unbc:generate_synthetic_unbc",  # UNBC-like (unbc_5fold)
+}
+
+
 def _dataset_path(args) -> Path:
-    """Resolve ``--dataset``: a prepared folder, or ``synthetic`` (generated once, then reused)."""
-    if args.dataset != "synthetic":
+    """Resolve ``--dataset``: a prepared folder, or a generated dataset of
+    :data:`SYNTHETIC_DATASETS` (generated once under ``<runs-dir>/data``, then reused)."""
+    if args.dataset not in SYNTHETIC_DATASETS:
         return Path(args.dataset)
-    from .data.synthetic import generate_synthetic
+    import importlib
+
     from .scales import get_scale
 
+    module, _, func = SYNTHETIC_DATASETS[args.dataset].partition(":")
     preset = get_scale(args.scale).synthetic_preset
-    out = Path(args.runs_dir) / "data" / f"synthetic-{preset}-seed{args.data_seed}"
+    out = Path(args.runs_dir) / "data" / f"{args.dataset}-{preset}-seed{args.data_seed}"
     if not (out / "manifest.json").is_file():
-        print(f"generating synthetic data ({preset}, seed {args.data_seed}) into {out}")
-        generate_synthetic(out, scale=preset, seed=args.data_seed)
+        print(f"generating {args.dataset} data ({preset}, seed {args.data_seed}) into {out}")
+        getattr(importlib.import_module(module), func)(out, scale=preset, seed=args.data_seed)
     return out
 
 
@@ -90,7 +100,8 @@ def cmd_prepare(args) -> int:
     from .data.prepare import prepare_dataset
 
     manifest = prepare_dataset(
-        args.raw, args.out, layout=args.layout, card=args.card or "pfed5",
+        args.raw, args.out, layout=args.layout,
+        card=args.card or ("unbc_mcmaster" if args.layout == "unbc" else "pfed5"),
         backend=args.backend, labels_csv=args.labels, crop_size=args.crop_size, frame_format=args.frame_format,
         crop_mode=args.crop_mode, progress=not args.quiet,
         **({"backend_options": {"model_dir": args.insightface_dir}} if args.insightface_dir else {}),
@@ -98,6 +109,10 @@ def cmd_prepare(args) -> int:
     c = manifest["counts"]
     print(f"prepared {c['videos']} videos ({c['frames']} frames, {c['frames_without_face']} without a face, "
           f"{c['failed_videos']} failed) into {args.out}")
+    for name, info in (manifest.get("landmark_sources") or {}).items():
+        if "videos_without" in info:
+            print(f"  landmark source {name}: {info['videos']} video(s) with points, "
+                  f"{len(info['videos_without'])} without, {info['frames_without']} frame(s) without")
     for f in manifest.get("failed", []):
         print(f"  FAILED {f['source']}: {f['error']}", file=sys.stderr)
     return 1 if c["failed_videos"] else 0
@@ -117,10 +132,13 @@ def cmd_heatmaps(args) -> int:
     from .runs import build_method
     from .scales import get_scale
 
+    from .protocols import get_protocol
+
     dataset = PreparedDataset(_dataset_path(args))
     card = load_card(dataset.card_name)
     cls = get_method(args.method)
-    method, clip, _ = build_method(cls, get_scale(args.scale), _kv(args.set, "--set"), {}, card.label_range)
+    method, clip, _ = build_method(cls, get_scale(args.scale), _kv(args.set, "--set"), {}, card.label_range,
+                                   args.clip_len or get_protocol(card.protocol).clip_len)
     spec = method.input_spec()
     if not spec.heatmap:
         raise ConfigError(f"method {cls.name!r} reads no landmark heatmaps; nothing to precompute")
@@ -139,15 +157,19 @@ def cmd_run(args) -> int:
     weights = find_weights(get_method(args.method), args.weights)
     run = resolve(RunSpec(method=args.method, dataset=dataset, expression=args.expression, seed=args.seed,
                           scale=args.scale, options=_kv(args.set, "--set"), training=_kv(args.train, "--train"),
-                          weights=weights, control=args.control), args.runs_dir)
+                          weights=weights, control=args.control, split=args.split, clip_len=args.clip_len),
+                  args.runs_dir)
     print(f"run {run.folder}")
     res = execute(run, device=args.device or default_device(), progress=not args.quiet)
     if res["status"] != "ok":
         print(f"run failed: {res.get('error', {}).get('message', res['status'])}", file=sys.stderr)
         return 1
     m = res["metrics"]
-    print(f"rho x100 final {m['final']['rho_x100']:.2f}, test-selected {m['test_selected'].get('rho_x100', float('nan')):.2f} "
-          f"(epoch {m['test_selected'].get('epoch')}); MAE {m['final']['mae']:.3f}")
+    headline = run.protocol.headline.name
+    others = ", ".join(f"{k} {m['final'][k]:.3f}" for k in ("rho_x100", "mae", "rmse") if k != headline)
+    print(f"{headline} final {m['final'][headline]:.3f}, test-selected "
+          f"{m['test_selected'].get(headline, float('nan')):.3f} (epoch {m['test_selected'].get('epoch')}); "
+          f"final {others}")
     return 0
 
 
@@ -158,6 +180,25 @@ def _tables_for(arg: str, protocol: str) -> list[str]:
         load_spec(arg)
         return [arg]
     return [t for t in available_tables() if load_spec(t).protocol == protocol]
+
+
+def _select_rows(spec, labels: list[str] | None):
+    """The spec with only the rows named in ``labels`` (``--rows``), in the spec's order.
+
+    Raises:
+        ConfigError: a label the table does not have (listing its rows).
+    """
+    if not labels:
+        return spec
+    import dataclasses
+
+    from .errors import ConfigError
+
+    known = [r.label for r in spec.rows]
+    unknown = [lab for lab in labels if lab not in known]
+    if unknown:
+        raise ConfigError(f"{spec.id} has no row {unknown[0]!r}; its rows: {'; '.join(known)}")
+    return dataclasses.replace(spec, rows=[r for r in spec.rows if r.label in labels])
 
 
 def _report(args, *, train: bool) -> int:
@@ -171,13 +212,13 @@ def _report(args, *, train: bool) -> int:
     ds = PreparedDataset(dataset)
     card = load_card(ds.card_name)
     info = {"card": card.name, "content_hash": ds.content_hash, "demo_labels": card.demo_labels,
-            "landmark_scheme": ds.manifest["landmark_scheme"]["name"],
+            "label_name": card.label_name, "landmark_scheme": ds.manifest["landmark_scheme"]["name"],
             "backend": ds.manifest.get("backend", {}).get("name"), "path": str(dataset)}
     out_dir = Path(args.out) if args.out else output_dir_for(card.name, ds.content_hash, args.scale)
     rendered = []
     failed = 0
     for table_id in _tables_for(args.table, card.protocol):
-        spec = load_spec(table_id)
+        spec = _select_rows(load_spec(table_id), args.rows)
         weights = _weights(args)
         cells, not_run = expand(spec, dataset, scale=args.scale, seeds=args.seeds, runs_dir=args.runs_dir,
                                 weights=weights, training=_kv(args.train, "--train"),
@@ -228,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     def common_run(sp, dataset_default="synthetic", trains=True):
         """Dataset and scale flags; ``trains``: also the flags only training uses (--weights, --device)."""
         sp.add_argument("--dataset", "--data", dest="dataset", default=dataset_default,
-                        help="prepared dataset folder, or 'synthetic' (generated on first use; default)")
+                        help="prepared dataset folder, or 'synthetic' (PFED5-like) / 'synthetic-unbc' "
+                             "(UNBC-McMaster-like), generated on first use (default: synthetic)")
         sp.add_argument("--scale", default="tiny", choices=["tiny", "paper"], help="default: tiny")
         sp.add_argument("--runs-dir", default=str(DEFAULT_RUNS),
                         help="run records, and the generated synthetic data under data/ (default: ./runs)")
@@ -251,12 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_synth)
 
     sp = sub.add_parser("prepare", help="raw videos/frames -> prepared dataset (faces, landmarks, crops)")
-    sp.add_argument("layout", choices=["pfed5", "folder"],
-                    help="pfed5: official PFED5_train/test.csv + <patient>/<video>/*.jpg; folder: videos + labels.csv")
+    sp.add_argument("layout", choices=["pfed5", "unbc", "folder"],
+                    help="pfed5: official PFED5_train/test.csv + <patient>/<video>/*.jpg; unbc: UNBC-McMaster "
+                         "Images/, Sequence_Labels/VAS/, AAM_landmarks/; folder: videos + labels.csv")
     sp.add_argument("--raw", required=True)
     sp.add_argument("--out", required=True)
     sp.add_argument("--labels", help="labels CSV for the folder layout (default <raw>/labels.csv)")
-    sp.add_argument("--card", help="dataset card (default pfed5)")
+    sp.add_argument("--card", help="dataset card (default unbc_mcmaster for layout unbc, else pfed5)")
     sp.add_argument("--backend", default="mediapipe", choices=["mediapipe", "insightface"])
     sp.add_argument("--insightface-dir", help="insightface model folder (det_10g.onnx, 2d106det.onnx)")
     sp.add_argument("--crop-size", type=int, default=256)
@@ -269,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--method", default="qafe_net", help="whose heatmap settings (default qafe_net)")
     sp.add_argument("--set", action="append", metavar="OPTION=VALUE", help="method option override")
     sp.add_argument("--overwrite", action="store_true", help="re-render videos already cached")
+    sp.add_argument("--clip-len", type=int, help="frames per clip instead of the protocol's (as the runs use)")
     common_run(sp, trains=False)
     sp.set_defaults(func=cmd_heatmaps)
 
@@ -279,14 +323,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--set", action="append", metavar="OPTION=VALUE", help="method option override")
     sp.add_argument("--train", action="append", metavar="SETTING=VALUE", help="training setting override")
     sp.add_argument("--control", default="none", choices=["none", "shuffled_labels"])
+    sp.add_argument("--split", "--fold", dest="split",
+                    help="the protocol's partition: official (PFED5, the default) or fold1..fold5 (UNBC-McMaster)")
+    sp.add_argument("--clip-len", type=int,
+                    help="frames per clip at the paper scale instead of the protocol's (PFED5 80, UNBC 144)")
     common_run(sp)
     sp.set_defaults(func=cmd_run)
 
     for name, func, helptext in (("reproduce", cmd_reproduce, "run what a table needs, then write the report"),
                                  ("report", cmd_report, "re-render tables from existing run records")):
         sp = sub.add_parser(name, help=helptext)
-        sp.add_argument("table", nargs="?", default="table2", help="table id (table2) or 'all'")
+        sp.add_argument("table", nargs="?", default="table2", help="table id (table2, table3) or 'all' (every table of the dataset's protocol)")
         sp.add_argument("--seeds", type=int, nargs="+", default=[0])
+        sp.add_argument("--rows", nargs="+", metavar="LABEL",
+                        help="only these rows of the table (their labels, e.g. 'QAFE-Net, summation')")
         sp.add_argument("--out", help="report folder (default reports/output/<dataset>-<scale>)")
         sp.add_argument("--train", action="append", metavar="SETTING=VALUE",
                         help="training setting override for every run of the table (e.g. epochs=2)")

@@ -116,12 +116,19 @@ def render_table(spec: TableSpec, cells: list[CellRuns], not_run, out_dir: Path,
             if res is not None and res.get("status") == "failed":
                 failures.append({"run": run.folder.name, "type": res["error"]["type"],
                                  "message": res["error"]["message"]})
+    protocol = spec.protocol_obj
+    labels = {m.name: m.label + (" \u2191" if m.higher_is_better else " \u2193") for m in protocol.metrics}
     html = _env.get_template("table.html.j2").render(
         spec=spec, views=views, columns=spec.columns, details=_row_details(spec, cells),
         failures=failures, scale=scale, seeds=seeds, dataset=dataset_info,
         generated=time.strftime("%Y-%m-%d %H:%M:%S"),
-        comparable=(scale == "paper" and dataset_info.get("card") == "pfed5"),
-        not_run=[r.label for r in not_run],
+        comparable=(scale == "paper" and dataset_info.get("card") == spec.comparable_card),
+        not_run=[r.label for r in not_run if not r.published_only],
+        protocol=protocol, pooled=protocol.pooled, has_avg="avg_corr" in spec.summary,
+        metric_labels=labels,
+        column_labels={c: (labels[c] if spec.column_kind == "metric" else c.replace("_", " ")) for c in spec.columns},
+        tolerance_unit=("rho \u00d7 100 points" if spec.columns and spec.column_metric(spec.columns[0]).name
+                        == "rho_x100" else f"label units ({dataset_info.get('label_name', 'label')})"),
     )
     paths["html"] = out_dir / f"{spec.id}.html"
     atomic_write_text(paths["html"], html)

@@ -1,11 +1,24 @@
 """Table specifications and the table builder.
 
-A table spec (``reports/specs/<id>.yaml``) names the paper table, its rows
-(method or variant + option overrides), columns (expressions), metric,
-the published CSV (``reports/published/``) and a tolerance. :func:`expand`
-turns a spec into runs; :func:`build_table` recomputes every cell from the runs'
-``predictions.csv`` / ``eval_history.csv`` (never from cached metrics), with
-mean +- std over seeds; failed runs are counted and shown, never averaged.
+A table spec (``reports/specs/<id>.yaml``) names the paper table, the protocol
+it runs under, its rows (method or variant + option overrides, or a published-only
+row quoted from another paper), its columns and the published CSV
+(``reports/published/``) with a tolerance. Columns are either
+
+* ``column_kind: expression``: one column per expression, one ``metric`` (Table 2:
+  Spearman's rho x 100 per PFED5 expression, then the paper's "Avg. Corr."), or
+* ``column_kind: metric``: one column per metric of one expression (Table 3: MAE
+  and RMSE of UNBC-McMaster pain).
+
+:func:`expand` turns a spec into runs: every (row, column) cell holds one run per
+seed and protocol partition (PFED5: the ``official`` split; UNBC: ``fold1`` ..
+``fold5``). :func:`build_table` recomputes every cell from the runs'
+``predictions.csv`` / ``eval_history.csv`` (never from cached metrics): per seed,
+the partitions' predictions are pooled (each sequence predicted once, by the model
+whose training never saw its subject) and the metric computed on the pool; the
+table shows the mean +- std over seeds of that pooled value, and beside it the
+mean +- std over partitions. A seed with a failed or missing partition is not
+averaged (failed runs are counted and shown).
 """
 
 from __future__ import annotations
@@ -19,8 +32,9 @@ import pandas as pd
 import yaml
 
 from .errors import ConfigError
-from .metrics import avg_corr, fisher_z_avg_corr, spearman_rho_x100
+from .metrics import avg_corr, fisher_z_avg_corr, regression_metrics
 from .paths import reports_dir
+from .protocols import RHO, MetricSpec, get_protocol
 from .registry import is_registered
 from .runs import ResolvedRun, RunSpec, find_recorded_run, read_result, resolve
 
@@ -30,15 +44,36 @@ SELECTIONS = {
 }
 
 
+COLUMN_KINDS = ("expression", "metric")
+
+
 @dataclass
 class TableRow:
-    """One row of a table spec: a label, a method and option overrides."""
+    """One row of a table spec.
+
+    Attributes:
+        label: row label (the paper's).
+        method: registry name; None for a row quoted from another paper (published only).
+        options, training: method option and training-setting overrides.
+        in_paper: the row is in the paper's table (else: a row this project adds).
+        clip_len: frames per clip at the paper scale instead of the protocol's (Table 3's
+            80- and 144-frame rows).
+        published: column -> value selecting the row's line in the published CSV (default
+            ``{published_key: label}``).
+    """
 
     label: str
-    method: str
+    method: str | None
     options: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     in_paper: bool = True
+    clip_len: int | None = None
+    published: dict | None = None
+
+    @property
+    def published_only(self) -> bool:
+        """A row quoted from another paper: shown with its published numbers, never run."""
+        return self.method is None
 
 
 @dataclass
@@ -56,6 +91,25 @@ class TableSpec:
     published_key: str
     tolerance: float
     path: Path
+    column_kind: str = "expression"
+    expression: str | None = None
+    summary: tuple[str, ...] = ("avg_corr", "avg_corr_fisher_z")
+    comparable_card: str = "pfed5"
+    note: str = ""
+
+    @property
+    def protocol_obj(self):
+        """The :class:`benchmark.protocols.Protocol` the spec runs under."""
+        return get_protocol(self.protocol)
+
+    def column_metric(self, column: str) -> MetricSpec:
+        """The metric of a column: the spec's ``metric`` for expression columns, the column
+        itself for metric columns (with its direction from the protocol)."""
+        return self.protocol_obj.metric(column if self.column_kind == "metric" else self.metric)
+
+    def column_expression(self, column: str) -> str:
+        """The expression a column's runs are trained on."""
+        return column if self.column_kind == "expression" else str(self.expression)
 
 
 def spec_path(table_id: str) -> Path:
@@ -67,12 +121,19 @@ def available_tables() -> list[str]:
     return sorted(p.stem for p in (reports_dir() / "specs").glob("*.yaml"))
 
 
+def _row(r: dict, in_paper: bool) -> TableRow:
+    return TableRow(r["label"], r.get("method"), dict(r.get("options", {})), dict(r.get("training", {})),
+                    in_paper=in_paper, clip_len=r.get("clip_len"),
+                    published=dict(r["published"]) if r.get("published") else None)
+
+
 def load_spec(table_id: str) -> TableSpec:
     """Load and validate a table spec.
 
     Raises:
-        ConfigError: unknown table, or a spec missing a field or naming a
-            published row that the CSV does not have.
+        ConfigError: unknown table, or a spec missing a field, naming an unknown protocol,
+            column kind or metric, or naming a published row that the CSV does not have
+            (or has twice).
     """
     path = spec_path(table_id)
     if not path.is_file():
@@ -80,30 +141,56 @@ def load_spec(table_id: str) -> TableSpec:
     raw = yaml.safe_load(path.read_text())
     try:
         published = pd.read_csv(reports_dir() / "published" / raw["published"])
-        rows = [TableRow(r["label"], r["method"], dict(r.get("options", {})), dict(r.get("training", {})))
-                for r in raw["rows"]]
-        rows += [TableRow(r["label"], r["method"], dict(r.get("options", {})), dict(r.get("training", {})),
-                          in_paper=False) for r in raw.get("extra_rows", [])]
+        rows = [_row(r, True) for r in raw["rows"]] + [_row(r, False) for r in raw.get("extra_rows", [])]
+        kind = raw.get("column_kind", "expression")
         spec = TableSpec(
             id=raw["id"], title=raw["title"], paper_table=int(raw["paper_table"]),
-            protocol=raw["dataset_protocol"], metric=raw["metric"], columns=list(raw["columns"]),
+            protocol=raw["dataset_protocol"],
+            metric=raw["metric"] if kind == "expression" else raw.get("metric", ""), columns=list(raw["columns"]),
             rows=rows, published=published, published_key=raw["published_key"],
-            tolerance=float(raw.get("tolerance", 5.0)), path=path,
+            tolerance=float(raw.get("tolerance", 5.0)), path=path, column_kind=kind,
+            expression=raw.get("expression"),
+            summary=tuple(raw.get("summary", ["avg_corr", "avg_corr_fisher_z"] if kind == "expression" else [])),
+            comparable_card=raw.get("comparable_card", "pfed5"), note=str(raw.get("note", "")).strip(),
         )
     except KeyError as exc:
         raise ConfigError(f"{path}: missing field {exc}") from None
-    keys = set(published[spec.published_key])
+    if spec.column_kind not in COLUMN_KINDS:
+        raise ConfigError(f"{path}: column_kind {spec.column_kind!r} must be one of {', '.join(COLUMN_KINDS)}")
+    if spec.column_kind == "metric" and not spec.expression:
+        raise ConfigError(f"{path}: a table of metric columns needs 'expression:' (whose runs it shows)")
+    for c in spec.columns:
+        spec.column_metric(c)  # an unknown metric or protocol is refused here
     for row in spec.rows:
-        if row.in_paper and row.label not in keys:
-            raise ConfigError(f"{path}: row {row.label!r} is not in {raw['published']} ({', '.join(sorted(keys))})")
+        if row.in_paper:
+            n = len(_published_line(spec, row))
+            if n == 0 and row.published is None:
+                keys = sorted(set(published[spec.published_key].astype(str)))
+                raise ConfigError(f"{path}: row {row.label!r} is not in {raw['published']} ({', '.join(keys)})")
+            if n != 1:
+                raise ConfigError(f"{path}: row {row.label!r} selects {n} lines of {raw['published']} "
+                                  f"({_selector(spec, row)}); it must select exactly one")
     return spec
+
+
+def _selector(spec: TableSpec, row: TableRow) -> dict:
+    return row.published or {spec.published_key: row.label}
+
+
+def _published_line(spec: TableSpec, row: TableRow) -> pd.DataFrame:
+    sel = spec.published
+    for col, value in _selector(spec, row).items():
+        if col not in sel:
+            return sel.iloc[0:0]
+        sel = sel[sel[col].astype(str) == str(value)]
+    return sel
 
 
 def published_value(spec: TableSpec, row: TableRow, column: str) -> float:
     """The paper's number for a cell (NaN for rows not in the paper)."""
     if not row.in_paper:
         return float("nan")
-    sel = spec.published[spec.published[spec.published_key] == row.label]
+    sel = _published_line(spec, row)
     if sel.empty or column not in sel:
         return float("nan")
     v = sel.iloc[0][column]
@@ -127,7 +214,8 @@ class CellRuns:
 def expand(spec: TableSpec, dataset: str | Path, *, scale: str, seeds: list[int], runs_dir: str | Path,
            weights: dict[str, dict[str, Path]] | None = None,
            training: dict | None = None, find_recorded: bool = False) -> tuple[list[CellRuns], list[TableRow]]:
-    """Resolve every run a table needs.
+    """Resolve every run a table needs: per (row, column) cell, one run per seed and
+    partition of the spec's protocol (cells of metric columns share their runs).
 
     Args:
         weights: method name -> role -> checkpoint path (from ``--weights``).
@@ -138,96 +226,168 @@ def expand(spec: TableSpec, dataset: str | Path, *, scale: str, seeds: list[int]
             then shows the runs ``reproduce --weights`` made.
 
     Returns:
-        ``(cells, not_run)``: the cells of registered methods, and rows whose method
-        is not implemented yet (shown with their published numbers and "not run").
+        ``(cells, not_run)``: the cells of registered methods, and rows that are not run:
+        published-only rows and rows whose method is not implemented yet (both shown with
+        their published numbers).
+
+    Raises:
+        ConfigError: the dataset's card runs another protocol than the spec's.
     """
+    from .cards import load_card
     from .data.prepared import PreparedDataset
 
-    videos = PreparedDataset(dataset).videos
+    ds = PreparedDataset(dataset)
+    card = load_card(ds.card_name)
+    if card.protocol != spec.protocol:
+        raise ConfigError(f"{spec.path}: {spec.id} runs under protocol {spec.protocol!r}; dataset {dataset} "
+                          f"(card {card.name!r}) uses {card.protocol!r}")
+    protocol = spec.protocol_obj
+    partitions = protocol.partition_names(card)
     cells, not_run = [], []
     for row in spec.rows:
-        if not is_registered(row.method):
+        if row.published_only or not is_registered(row.method):
             not_run.append(row)
             continue
+        shared: dict[str, list] = {}
         for column in spec.columns:
-            counts = videos[videos["expression"] == column]["split"].value_counts()
-            if counts.get("train", 0) == 0 or counts.get("test", 0) == 0:
-                cells.append(CellRuns(row, column, [], no_data=f"{counts.get('train', 0)} train / "
-                                                              f"{counts.get('test', 0)} test videos"))
+            expression = spec.column_expression(column)
+            sizes = protocol.partition_sizes(ds, card, expression)
+            empty = [(f"{name}: " if len(sizes) > 1 else "") + f"{n_train} train / {n_test} test videos"
+                     for name, (n_train, n_test) in sizes.items() if n_train == 0 or n_test == 0]
+            if empty:
+                cells.append(CellRuns(row, column, [], no_data="; ".join(empty)))
                 continue
-            runs = [resolve(RunSpec(method=row.method, dataset=dataset, expression=column, seed=s, scale=scale,
-                                    options=row.options, training={**row.training, **(training or {})},
-                                    weights=(weights or {}).get(row.method, {})), runs_dir)
-                    for s in seeds]
-            if find_recorded:
-                runs = [r if read_result(r.folder) else (find_recorded_run(r, runs_dir) or r) for r in runs]
-            cells.append(CellRuns(row, column, runs))
+            if expression not in shared:
+                runs = [resolve(RunSpec(method=row.method, dataset=dataset, expression=expression, seed=s,
+                                        scale=scale, options=row.options,
+                                        training={**row.training, **(training or {})},
+                                        weights=(weights or {}).get(row.method, {}), split=part,
+                                        clip_len=row.clip_len), runs_dir)
+                        for s in seeds for part in partitions]
+                if find_recorded:
+                    runs = [r if read_result(r.folder) else (find_recorded_run(r, runs_dir) or r) for r in runs]
+                shared[expression] = runs
+            cells.append(CellRuns(row, column, shared[expression]))
     return cells, not_run
 
 
-def _cell_value(folder: Path, selection: str, metric: str) -> float:
-    """Recompute a run's metric from its prediction files."""
+def selected_predictions(folder: Path, selection: str, headline: MetricSpec = RHO) -> pd.DataFrame:
+    """A run's test predictions under a model-selection rule, read from its files.
+
+    Args:
+        folder: the run folder.
+        selection: ``final`` (``predictions.csv``) or ``test_selected`` (the evaluated epoch of
+            ``eval_history.csv`` with the best ``headline`` metric, the earliest on ties; an
+            epoch whose metric is undefined only when every epoch's is).
+        headline: the protocol's headline metric (its direction decides "best").
+
+    Returns:
+        DataFrame with at least ``label`` and ``prediction``, one row per test video.
+    """
     if selection == "final":
-        df = pd.read_csv(folder / "predictions.csv")
-        return _metric(df["label"], df["prediction"], metric)
+        return pd.read_csv(folder / "predictions.csv")
     ev = pd.read_csv(folder / "eval_history.csv")
-    best = -math.inf
+    best, best_value = None, float("nan")
     for _, grp in ev.groupby("epoch"):
-        v = _metric(grp["label"], grp["prediction"], metric)
-        if not math.isnan(v):
-            best = max(best, v)
-    return best if best != -math.inf else float("nan")
+        v = _metric(grp["label"], grp["prediction"], headline.name)
+        if best is None or headline.better(v, best_value):
+            best, best_value = grp, v
+    return best if best is not None else ev.iloc[0:0]
 
 
 def _metric(labels, preds, metric: str) -> float:
-    if metric == "rho_x100":
-        return spearman_rho_x100(labels, preds)
-    raise ConfigError(f"unknown table metric {metric!r}")
+    if metric not in ("rho_x100", "mae", "rmse"):
+        raise ConfigError(f"unknown table metric {metric!r}")
+    if len(labels) == 0:
+        return float("nan")
+    return regression_metrics(labels, preds)[metric]
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    finite = [v for v in values if not math.isnan(v)]
+    mean = float(np.mean(finite)) if finite else float("nan")
+    std = float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
+    return mean, std
+
+
+def _cell_values(cell: CellRuns, selection: str, metric: str, headline: MetricSpec
+                 ) -> tuple[list[float], list[float], int, int, int]:
+    """Per seed: the metric on the pooled predictions of the seed's partitions, and per
+    partition run the metric on its own predictions.
+
+    Returns:
+        ``(pooled per seed, per partition, n_ok seeds, n_failed seeds, n_missing seeds)``; a seed
+        counts as failed when any of its partitions failed, as missing when any is not finished
+        (and none failed), and only complete seeds are averaged.
+    """
+    seeds: dict = {}
+    for i, run in enumerate(cell.runs):
+        cfg = getattr(run, "config", None) or {}
+        seeds.setdefault(cfg.get("seed", f"run{i}"), []).append(run)
+    pooled, per_partition, failed, missing = [], [], 0, 0
+    for runs in seeds.values():
+        statuses = [(read_result(r.folder) or {}).get("status") for r in runs]
+        if "failed" in statuses:
+            failed += 1
+            continue
+        if any(st != "ok" for st in statuses):
+            missing += 1
+            continue
+        frames = [selected_predictions(r.folder, selection, headline) for r in runs]
+        per_partition += [_metric(f["label"], f["prediction"], metric) for f in frames]
+        pool = pd.concat(frames, ignore_index=True)
+        pooled.append(_metric(pool["label"], pool["prediction"], metric))
+    return pooled, per_partition, len(pooled), failed, missing
 
 
 def build_table(spec: TableSpec, cells: list[CellRuns], not_run: list[TableRow], selection: str) -> pd.DataFrame:
-    """One long-format DataFrame: a row per (table row, column), plus the summary
-    columns ``avg_corr`` (arithmetic, as the paper) and ``avg_corr_fisher_z``.
+    """One long-format DataFrame: a row per (table row, column), plus the spec's summary
+    columns (Table 2: ``avg_corr``, arithmetic as the paper, and ``avg_corr_fisher_z``).
 
-    Columns: ``row, method, in_paper, column, reproduced, std, n_ok, n_failed,
-    n_missing, published, diff, within_tolerance, status, runs, note`` (``note``: why a
-    cell has no number, e.g. "the dataset has 0 train / 1 test videos for this expression").
-    Rows follow the spec's row order and, within a row, its column order, whatever the
-    order of ``cells``; the summary lines (two per row, same row order) follow all cells.
+    Columns: ``row, method, in_paper, column, reproduced, std, n_ok, n_failed, n_missing,
+    published, diff, within_tolerance, status, runs, note, partition_mean, partition_std,
+    n_partitions``. ``reproduced`` is the mean over seeds of the metric on each seed's pooled
+    partition predictions (one partition: the run's own), ``std`` its standard deviation over
+    seeds; ``partition_mean`` / ``partition_std`` the mean and std over every partition run
+    (UNBC: the per-fold values); ``n_*`` count seeds. ``note`` says why a cell has no number
+    (e.g. "the dataset has 0 train / 1 test videos for this expression"). Rows follow the
+    spec's row order and, within a row, its column order, whatever the order of ``cells``;
+    the summary lines (same row order) follow all cells.
+
+    Raises:
+        ConfigError: an unknown model selection.
     """
     if selection not in SELECTIONS:
         raise ConfigError(f"unknown model selection {selection!r}; choose one of {', '.join(SELECTIONS)}")
+    headline = spec.protocol_obj.headline
     records = []
     for cell in cells:
-        values, failed, missing, ids = [], 0, 0, []
-        for run in cell.runs:
-            ids.append(run.folder.name)
-            res = read_result(run.folder)
-            if res is None or res.get("status") not in ("ok", "failed"):
-                missing += 1
-            elif res["status"] == "failed":
-                failed += 1
-            else:
-                values.append(_cell_value(run.folder, selection, spec.metric))
         if not cell.runs:
             records.append(_record(spec, cell.row, cell.column, float("nan"), float("nan"), 0, 0, 0, "no data", [],
                                    note=f"the dataset has {cell.no_data} for this expression"))
             continue
-        finite = [v for v in values if not math.isnan(v)]
-        mean = float(np.mean(finite)) if finite else float("nan")
-        std = float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
-        status = "ok" if values and not failed and not missing else (
-            "failed" if failed and not values else ("not run" if not values and not failed else "partial"))
-        records.append(_record(spec, cell.row, cell.column, mean, std, len(values), failed, missing, status, ids))
+        metric = spec.column_metric(cell.column).name
+        pooled, per_part, n_ok, failed, missing = _cell_values(cell, selection, metric, headline)
+        mean, std = _mean_std(pooled)
+        p_mean, p_std = _mean_std(per_part)
+        status = "ok" if n_ok and not failed and not missing else (
+            "failed" if failed and not n_ok else ("not run" if not n_ok and not failed else "partial"))
+        records.append(_record(spec, cell.row, cell.column, mean, std, n_ok, failed, missing, status,
+                               [r.folder.name for r in cell.runs], partition_mean=p_mean, partition_std=p_std,
+                               n_partitions=len(per_part)))
     for row in not_run:
+        status = "published only" if row.published_only else "not implemented"
+        note = "quoted from its own paper; not run by this project" if row.published_only else ""
         for column in spec.columns:
-            records.append(_record(spec, row, column, float("nan"), float("nan"), 0, 0, 0, "not implemented", []))
+            records.append(_record(spec, row, column, float("nan"), float("nan"), 0, 0, 0, status, [], note=note))
     # the paper's row order (implemented or not), each row's cells in the spec's column order
     row_order = {r.label: i for i, r in enumerate(spec.rows)}
     column_order = {c: i for i, c in enumerate(spec.columns)}
     df = pd.DataFrame.from_records(records)
     df = df.iloc[np.lexsort((df["column"].map(column_order).to_numpy(), df["row"].map(row_order).to_numpy()))]
     df = df.reset_index(drop=True)
+    if not spec.summary:
+        return df
     summary = []
     for label, grp in df.groupby("row", sort=False):
         row = next(r for r in spec.rows if r.label == label)
@@ -237,8 +397,8 @@ def build_table(spec: TableSpec, cells: list[CellRuns], not_run: list[TableRow],
         a = avg_corr(vals) if complete else float("nan")
         fz = fisher_z_avg_corr(vals) if complete else float("nan")
         statuses = set(grp["status"])
-        status = "ok" if complete else (statuses.pop() if statuses in ({"not implemented"}, {"no data"})
-                                        else "incomplete")
+        status = "ok" if complete else (statuses.pop() if statuses in ({"not implemented"}, {"no data"},
+                                                                       {"published only"}) else "incomplete")
         summary.append(_record(spec, row, "avg_corr", a, float("nan"), int(grp["n_ok"].min()),
                                int(grp["n_failed"].sum()), int(grp["n_missing"].sum()), status, []))
         summary.append(_record(spec, row, "avg_corr_fisher_z", fz, float("nan"), int(grp["n_ok"].min()),
@@ -248,7 +408,8 @@ def build_table(spec: TableSpec, cells: list[CellRuns], not_run: list[TableRow],
 
 
 def _record(spec, row, column, value, std, n_ok, n_failed, n_missing, status, runs, published=None,
-            note: str = "") -> dict:
+            note: str = "", partition_mean: float = float("nan"), partition_std: float = float("nan"),
+            n_partitions: int = 0) -> dict:
     pub = published_value(spec, row, column) if published is None else published
     diff = value - pub if not (math.isnan(value) or math.isnan(pub)) else float("nan")
     return {
@@ -257,19 +418,27 @@ def _record(spec, row, column, value, std, n_ok, n_failed, n_missing, status, ru
         "published": pub, "diff": diff,
         "within_tolerance": (abs(diff) <= spec.tolerance) if not math.isnan(diff) else None,
         "status": status, "runs": ";".join(runs), "note": note,
+        "partition_mean": partition_mean, "partition_std": partition_std, "n_partitions": n_partitions,
     }
 
 
 def wide(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     """The paper's layout: one row per table row, ``<column>`` (reproduced) and
-    ``<column>_paper`` side by side, then ``avg_corr`` and ``avg_corr_paper``."""
+    ``<column>_paper`` side by side, then the summary columns (Table 2: ``avg_corr`` and
+    ``avg_corr_paper``, ``avg_corr_fisher_z``). With several partitions per run set
+    (cross-validation), ``<column>_folds_mean`` and ``<column>_folds_std`` follow each
+    column: the mean and std over the per-partition values."""
+    pooled = spec.protocol_obj.pooled
     out = []
     for label, grp in df.groupby("row", sort=False):
         rec = {"row": label}
-        for c in [*spec.columns, "avg_corr", "avg_corr_fisher_z"]:
+        for c in [*spec.columns, *spec.summary]:
             r = grp[grp["column"] == c].iloc[0]
             rec[c] = r["reproduced"]
             if c != "avg_corr_fisher_z":
                 rec[f"{c}_paper"] = r["published"]
+            if pooled and c in spec.columns:
+                rec[f"{c}_folds_mean"] = r["partition_mean"]
+                rec[f"{c}_folds_std"] = r["partition_std"]
         out.append(rec)
     return pd.DataFrame(out)

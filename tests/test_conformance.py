@@ -69,6 +69,50 @@ def test_forward_shapes(method_cls, scale, batch):
     assert out.shape == (batch,) and torch.isfinite(out).all()
 
 
+def _protocol_settings() -> list[tuple[str, tuple[float, float]]]:
+    """Each distinct (protocol, label range) of the dataset cards in ``datasets/``, except PFED5's
+    80 frames with severity 0-4, which :func:`test_forward_shapes` runs at the paper geometry."""
+    from benchmark.cards import load_card
+    from benchmark.paths import datasets_dir
+    from benchmark.protocols import get_protocol
+
+    cards = [load_card(p.parent.name) for p in sorted(datasets_dir().glob("*/card.yaml"))]
+    return sorted({(c.protocol, c.label_range) for c in cards
+                   if (get_protocol(c.protocol).clip_len, c.label_range) != (CLIP_LEN, (0.0, 4.0))})
+
+
+@pytest.mark.parametrize("protocol,label_range", _protocol_settings(), ids=lambda v: str(v))
+def test_forward_under_every_protocols_clip_and_label_range(method_cls, protocol, label_range):
+    """Every method runs every protocol's paper clip length in sub-clips (PFED5 80 = 5 x 16,
+    UNBC 144 = 9 x 16; tiny frame sizes, every sub-clip kept) with the card's label range
+    (severity 0-4, VAS 0-10), and one training step under it is finite."""
+    import dataclasses
+
+    from benchmark.protocols import get_protocol
+
+    p = get_protocol(protocol)
+    scale = dataclasses.replace(get_scale("tiny"), max_subclips=None)
+    m, clip, _ = build_method(method_cls, scale, {}, {}, label_range, p.clip_len)
+    spec = m.input_spec()
+    assert m.geometry.n_subclips == (spec.clip_len or p.clip_len) // spec.subclip_len
+    torch.manual_seed(0)
+    model = m.build_model()
+    lo, hi = label_range
+    m.on_train_start(model, np.array([lo, (lo + hi) / 2, hi, lo], np.float32))
+    batch = _batch(m, 2)
+    batch["label"] = torch.tensor([lo, hi])
+    if "exemplar" in batch:
+        batch["exemplar"]["label"] = torch.tensor([hi, lo])
+    model.eval()
+    with torch.no_grad():
+        out = m.predict(model, batch)
+    assert out.shape == (2,) and torch.isfinite(out).all()
+    if _trainable(model):
+        model.train()
+        loss = m.loss(m.build_loss(), m.forward(model, batch), batch)
+        assert torch.isfinite(loss)
+
+
 def test_scale_options_are_valid_options_and_never_the_papers(method_cls):
     """A scale's option values are real options with legal values, differ from the paper's, and the
     paper scale sets none (so a paper-scale run is the paper's options)."""

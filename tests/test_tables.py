@@ -29,7 +29,8 @@ CONSTANT = [0.5, 0.5, 0.5, 0.5]  # rho undefined (NaN)
 # a table never takes the mean or std of nothing (numpy would warn and return NaN)
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 COLUMNS = ["row", "method", "in_paper", "column", "reproduced", "std", "n_ok", "n_failed", "n_missing",
-           "published", "diff", "within_tolerance", "status", "runs", "note"]
+           "published", "diff", "within_tolerance", "status", "runs", "note", "partition_mean", "partition_std",
+           "n_partitions"]
 
 
 def _run(root: Path, name: str, status: str | None, final=None, history=()):
@@ -150,8 +151,8 @@ def test_test_selected_takes_the_best_defined_epoch(spec, tmp_path):
     assert _cell(final, "QAFE-Net", "smile")["reproduced"] == pytest.approx(40.0)
     with pytest.raises(ConfigError, match="^unknown model selection 'best'; choose one of test_selected, final$"):
         build_table(spec, cells, [], "best")
-    with pytest.raises(ConfigError, match="^unknown table metric 'mae'$"):
-        build_table(replace(spec, metric="mae"), cells, [], "final")
+    with pytest.raises(ConfigError, match="^protocol 'pfed5' reports no metric 'kendall'; it reports rho_x100, mae, rmse$"):
+        build_table(replace(spec, metric="kendall"), cells, [], "final")
 
 
 def test_not_implemented_and_no_data_rows_keep_the_paper_order(spec, tmp_path):

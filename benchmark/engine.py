@@ -142,6 +142,15 @@ def evaluate(method, model: torch.nn.Module, loader, device: torch.device) -> np
     return preds
 
 
+def fit_loss(loss_fn: torch.nn.Module, train_labels: np.ndarray) -> None:
+    """Hand the training partition's labels ``(N,)`` to a loss that depends on their
+    distribution (one with ``fit_labels``, e.g. :class:`benchmark.losses.GAILoss`'s GMM);
+    other losses are left alone. Test labels never reach it."""
+    fit = getattr(loss_fn, "fit_labels", None)
+    if callable(fit):
+        fit(np.asarray(train_labels, dtype=np.float64))
+
+
 def _loader(ds, batch_size: int, *, shuffle: bool, seed: int, epoch: int, workers: int, drop_last: bool = False):
     gen = torch.Generator()
     gen.manual_seed(seed * 1000003 + epoch)
@@ -215,7 +224,9 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
     loss_fn = method.build_loss().to(device)
     files = {r: Path(p) for r, p in run.config["paths"]["weights"].items()}
     pretrained_info = method.load_pretrained(model, files) if files else {"loaded": {}, "note": "trained from scratch"}
-    method.on_train_start(model, train_df["label"].to_numpy(dtype=np.float32))
+    train_labels = train_df["label"].to_numpy(dtype=np.float32)
+    method.on_train_start(model, train_labels)
+    fit_loss(loss_fn, train_labels)  # e.g. GAI's label GMM: the training partition's labels only
     groups = method.param_groups(model, loss_fn, cfg)
     optimizer = _make_optimizer(groups, cfg)
     scheduler = _step_schedule(optimizer, groups, cfg) if optimizer is not None and cfg.lr_step > 0 else None

@@ -202,3 +202,118 @@ def test_mse_flattens_and_casts():
     # (B, 1) float64 predictions against (B,) integer labels: errors (1, 3) -> mean square 5
     loss = MSELoss()(torch.tensor([[1.0], [3.0]], dtype=torch.float64), torch.tensor([0, 0]))
     assert loss.item() == pytest.approx(5.0)
+
+
+# ---- Focal-R (Yang et al., ICML 2021; YyzHarry/imbalanced-regression loss.py) -----------------
+# pred (0, 1, 4), target (0, 2, 2): |e| = (0, 1, 2). Sigmoid activation, beta 0.2, gamma 1:
+#   w(e) = 2 sigmoid(0.2 e) - 1 = tanh(0.1 e):  w(0) = 0, w(1) = tanh(0.1) = 0.0996680, w(2) = tanh(0.2) = 0.1973753
+#   focal-MSE = (0 + 1 * 0.0996680 + 4 * 0.1973753) / 3 = 0.8891692 / 3 = 0.2963897
+#   focal-L1  = (0 + 1 * 0.0996680 + 2 * 0.1973753) / 3 = 0.4944186 / 3 = 0.1648062
+# The weight is not detached: d/dpred_1 of e^2 w(e) / 3 at pred - target = -1 is
+#   -(1/3) [2 e w(e) + e^2 w'(e)], w'(e) = 0.1 (1 - tanh(0.1 e)^2):  -(1/3) (0.1993360 + 0.0990066) = -0.0994475
+FOCAL_PRED, FOCAL_TARGET = [0.0, 1.0, 4.0], [0.0, 2.0, 2.0]
+
+
+def test_focal_mse_and_l1_hand_worked():
+    from benchmark.losses import FocalRLoss
+
+    t = torch.tensor(FOCAL_TARGET)
+    assert FocalRLoss("mse")(torch.tensor(FOCAL_PRED), t).item() == pytest.approx(0.2963897, abs=1e-6)
+    assert FocalRLoss("l1")(torch.tensor(FOCAL_PRED), t).item() == pytest.approx(0.1648062, abs=1e-6)
+    # tanh activation: w(e) = tanh(0.2 e): (0 + 1 * tanh(0.2) + 4 * tanh(0.4)) / 3 = (0.1973753 + 1.5197961) / 3
+    assert FocalRLoss("mse", activate="tanh")(torch.tensor(FOCAL_PRED), t).item() == pytest.approx(0.5723905, abs=1e-6)
+    # gamma 2 squares the weight: (0.0996680^2 + 4 * 0.1973753^2) / 3 = (0.0099337 + 0.1558286) / 3
+    assert FocalRLoss("mse", gamma=2)(torch.tensor(FOCAL_PRED), t).item() == pytest.approx(0.0552541, abs=1e-6)
+
+
+def test_focal_mse_gradient_flows_through_the_weight():
+    from benchmark.losses import FocalRLoss
+
+    p = torch.tensor(FOCAL_PRED, requires_grad=True)
+    FocalRLoss("mse")(p, torch.tensor(FOCAL_TARGET)).backward()
+    assert p.grad[1].item() == pytest.approx(-0.0994475, abs=1e-6)
+    assert p.grad[0].item() == 0.0
+    with pytest.raises(ValueError, match="kind must be 'mse' or 'l1'"):
+        FocalRLoss("huber")
+    with pytest.raises(ValueError, match="activate must be 'sigmoid' or 'tanh'"):
+        FocalRLoss("mse", activate="relu")
+
+
+# ---- GAI (Balanced MSE, official gai_loss) ------------------------------------------------------
+# GMM means (0, 3), variances (1, 1), weights (0.5, 0.5); sigma 1; pred (0, 1, 3), target (0, 2, 2):
+#   mse_i = d_i^2 / 2 + 0.5 log 1 = (0, 0.5, 0.5)
+#   bal_i = logsumexp_k[-0.5 log 2 - (p_i - m_k)^2 / 4 + log 0.5]
+#         = -0.5 log 2 + log 0.5 + log(e^{-(p-0)^2/4} + e^{-(p-3)^2/4})
+#     p=0: log(1 + e^-2.25) = 0.1002066;  p=1: log(e^-0.25 + e^-1) = 0.1368710;  p=3: 0.1002066
+#     constant -0.5 log 2 - log 2 = -1.0397208  ->  bal = (-0.9395142, -0.9028498, -0.9395142)
+#   loss = mean(mse + bal) * 2 sigma^2 = 2 * (-0.9395142 - 0.4028498 - 0.4395142) / 3 = -1.1879188
+def _gai(sigma=1.0, learn=True):
+    from benchmark.losses import GAILoss
+
+    f = GAILoss(2, init_noise_sigma=sigma, learn_sigma=learn)
+    f.gmm_means.copy_(torch.tensor([0.0, 3.0], dtype=torch.float64))
+    f.gmm_variances.copy_(torch.tensor([1.0, 1.0], dtype=torch.float64))
+    f.gmm_weights.copy_(torch.tensor([0.5, 0.5], dtype=torch.float64))
+    f.fitted.fill_(True)
+    return f
+
+
+def test_gai_hand_worked():
+    loss = _gai()(torch.tensor(PRED), torch.tensor(TARGET))
+    assert loss.item() == pytest.approx(-1.1879188, abs=1e-6)
+    const = -0.5 * math.log(2) + math.log(0.5)
+    bal = [const + math.log(math.exp(-p ** 2 / 4) + math.exp(-(p - 3) ** 2 / 4)) for p in PRED]
+    assert loss.item() == pytest.approx(2 * (bal[0] + bal[1] + 0.5 + bal[2] + 0.5) / 3, abs=1e-6)
+
+
+def test_gai_sigma_gradient_has_stop_gradient_on_the_scale():
+    # with sigma = s: L = (2 s^2)_const * mean_i[d_i^2 / (2 s^2) + log s + bal_i(s)], so at s = 1
+    # dL/ds = 2 * mean_i[-d_i^2 + 1 + dbal_i/ds], dbal_i/ds = sum_k r_ik (-s / V + s (p_i - m_k)^2 / V^2), V = 1 + s^2 = 2,
+    # r_ik the softmax weights of bal's terms: p=0: r = (1, e^-2.25) / (1 + e^-2.25); p=1: (e^-0.25, e^-1) / (...); p=3 mirrors p=0
+    f = _gai()
+    f(torch.tensor(PRED), torch.tensor(TARGET)).backward()
+
+    def dbal(p):
+        terms = [math.exp(-(p - m) ** 2 / 4) for m in (0.0, 3.0)]
+        return sum(t / sum(terms) * (-1 / 2 + (p - m) ** 2 / 4) for t, m in zip(terms, (0.0, 3.0)))
+
+    d2 = [(p - t) ** 2 for p, t in zip(PRED, TARGET)]
+    expected = 2 * sum(-d + 1 + dbal(p) for d, p in zip(d2, PRED)) / 3
+    assert f.noise_sigma.grad.item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_gai_fits_its_gmm_on_the_labels_it_is_given_and_refuses_to_run_unfitted():
+    from benchmark.losses import GAILoss
+
+    f = GAILoss(2)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        f(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0]))
+    # two clusters of labels, 0-ish and 4-ish: the GMM finds them (means, equal weights)
+    f.fit_labels([0, 0, 0, 1, 4, 4, 4, 3])
+    assert sorted(f.gmm_means.tolist()) == pytest.approx([0.25, 3.75], abs=1e-3)
+    assert f.gmm_weights.tolist() == pytest.approx([0.5, 0.5], abs=1e-3)
+    # variance of (0, 0, 0, 1) is 0.1875, plus sklearn's reg_covar 1e-6
+    assert f.gmm_variances.tolist() == pytest.approx([0.1875, 0.1875], abs=1e-4)
+    with pytest.raises(ValueError, match="cannot fit a 2-component GMM"):
+        GAILoss(2).fit_labels([1.0])
+    # the fitted GMM is part of the state dict (saved with the run, restored on resume)
+    assert {"gmm_means", "gmm_variances", "gmm_weights", "fitted"} <= set(f.state_dict())
+
+
+# ---- classification (paper Table 9) ----------------------------------------------------------
+# logits ((0, 1, 2), (1, 1, 1)), labels (2, 0):
+#   -log p: row 0: log(1 + e + e^2) - 2 = 0.4076059;  row 1: log 3 = 1.0986123   -> CE = 0.7531091
+#   focal (gamma 2): (1 - p)^2 (-log p): p0 = e^-0.4076059 = 0.6652410 -> 0.1120635 * 0.4076059 = 0.0456778
+#                                        p1 = 1/3 -> 0.4444444 * 1.0986123 = 0.4882721   -> mean 0.2669750
+def test_classification_losses_hand_worked():
+    from benchmark.losses import ClassificationLoss
+
+    logits, labels = torch.tensor([[0.0, 1.0, 2.0], [1.0, 1.0, 1.0]]), torch.tensor([2.0, 0.0])
+    assert ClassificationLoss(3, 0.0, "ce")(logits, labels).item() == pytest.approx(0.7531091, abs=1e-6)
+    assert ClassificationLoss(3, 0.0, "focal")(logits, labels).item() == pytest.approx(0.2669750, abs=1e-6)
+    # labels are shifted by the range's lower end: labels (3, 1) with low = 1 are classes (2, 0)
+    assert ClassificationLoss(3, 1.0, "ce")(logits, torch.tensor([3.0, 1.0])).item() == pytest.approx(0.7531091, abs=1e-6)
+    with pytest.raises(ValueError, match=r"integer labels in \[0, 2\]"):
+        ClassificationLoss(3, 0.0)(logits, torch.tensor([2.5, 0.0]))
+    with pytest.raises(ValueError, match=r"integer labels in \[0, 2\]"):
+        ClassificationLoss(3, 0.0)(logits, torch.tensor([3.0, 0.0]))

@@ -371,3 +371,38 @@ def test_scale_options_reach_the_run_beneath_the_users(small_prepared, tmp_path)
                     tmp_path)
     finally:
         registry.unregister("paper_scaled")
+
+
+class TinyGAI(TinyLinear):
+    """TinyLinear trained with the GAI loss (its GMM fitted by the engine)."""
+
+    name = "tiny_gai"
+
+    def build_loss(self):
+        from benchmark.losses import GAILoss
+
+        return GAILoss(2)
+
+
+def test_gai_gmm_is_fitted_on_the_training_partition_only(small_prepared, tmp_path):
+    """The engine hands the loss the training videos' labels, never the test videos': the saved
+    GMM equals scikit-learn's fit on the training labels of the expression (0, 1, 2, 3 here) and
+    differs from a fit that also saw the test labels (4, 0, 1, 2)."""
+    from sklearn.mixture import GaussianMixture
+
+    registry.register("tiny_gai", TinyGAI)
+    try:
+        run = resolve(RunSpec("tiny_gai", small_prepared.root, "smile", training={"epochs": 1}), tmp_path)
+        assert execute(run, progress=False, log=lambda s: None)["status"] == "ok"
+    finally:
+        registry.unregister("tiny_gai")
+    state = load_model_file(run.folder / "model.pt")["loss_state_dict"]
+    videos = small_prepared.videos
+    train = videos.query("split == 'train'")["label"].to_numpy(float)
+    every = videos["label"].to_numpy(float)
+    assert sorted(train) == [0, 1, 2, 3]
+    fit = GaussianMixture(n_components=2, random_state=0).fit(train.reshape(-1, 1))
+    both = GaussianMixture(n_components=2, random_state=0).fit(every.reshape(-1, 1))
+    assert state["fitted"].item() is True
+    assert sorted(state["gmm_means"].tolist()) == pytest.approx(sorted(fit.means_.ravel()), abs=1e-9)
+    assert sorted(state["gmm_means"].tolist()) != pytest.approx(sorted(both.means_.ravel()), abs=1e-3)

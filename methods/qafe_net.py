@@ -34,7 +34,8 @@ from torch import nn
 
 from benchmark.api import ClipGeometry, InputSpec, Method, Option, TrainingConfig
 from benchmark.errors import ConfigError
-from benchmark.losses import BMC_SIGMA_LR, BMCLoss, MSELoss
+from benchmark.losses import (BMC_SIGMA_LR, FOCAL_CE_GAMMA, GAI_COMPONENTS, BMCLoss, ClassificationLoss, FocalRLoss,
+                               GAILoss, MSELoss)
 from methods.backbones.former_dfer import FORMER_DFER_FILE, FormerDFEREncoder, load_former_dfer_checkpoint
 from methods.backbones.slowonly import POSE_ONLY_FILE, SlowOnlyEncoder, load_pose_only_checkpoint
 
@@ -126,19 +127,33 @@ class CrossFusionDecoder(nn.Module):
     uses it. Output ``(B, 2n, 512)``.
     Source: QAFE-Net ``models/vit_decoder_two.py`` ``decoder_fuser(dim=512,
     num_heads=8, num_layers=3, drop_rate=0.)``.
+
+    ``output`` (paper Table 8, which decoder output feeds the MLP) selects what leaves the
+    blocks: ``"concat_conv1d"`` (the paper's "Concat Stream + CONV1D" and the released
+    code: both streams' tokens, then the Conv1d), ``"concat"`` (both streams' tokens
+    ``(B, 2n, 512)``, no Conv1d), ``"first"`` / ``"second"`` (one stream's ``n`` tokens
+    ``(B, n, 512)``, no Conv1d; :class:`QAFENet` passes the heatmap tokens first and the
+    RGB tokens second). Only ``"concat_conv1d"`` has a ``conv`` (the Conv1d mixes all
+    ``2n`` tokens, so it cannot follow one stream; the paper's single-stream rows name no
+    Conv1d): this project's reading of Table 8, which the released code does not contain.
     """
 
+    OUTPUTS = ("concat_conv1d", "concat", "first", "second")
+
     def __init__(self, n_subclips: int = 5, num_blocks: int = 3, dim: int = FEAT_DIM, heads: int = 8,
-                 pos_on: str = "first") -> None:
+                 pos_on: str = "first", output: str = "concat_conv1d") -> None:
         super().__init__()
         if pos_on not in ("first", "second"):
             raise ValueError(f"pos_on must be 'first' or 'second', got {pos_on!r}")
+        if output not in self.OUTPUTS:
+            raise ValueError(f"output must be one of {', '.join(self.OUTPUTS)}, got {output!r}")
         self.n_subclips = n_subclips
         self.pos_on = pos_on
+        self.output = output
         self.model = nn.ModuleList(DecoderBlock(n_subclips, dim, heads) for _ in range(num_blocks))
         self.pos_embed = nn.Parameter(torch.randn(1, n_subclips, dim))
         self.norm = nn.LayerNorm(dim, eps=1e-6)  # unused, as in the original
-        self.conv = nn.Conv1d(2 * n_subclips, 2 * n_subclips, 1)
+        self.conv = nn.Conv1d(2 * n_subclips, 2 * n_subclips, 1) if output == "concat_conv1d" else None
 
     def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         if self.pos_on == "first":
@@ -148,11 +163,20 @@ class CrossFusionDecoder(nn.Module):
         x = torch.cat([first, second], dim=1)
         for block in self.model:
             x = block(x)
-        return self.conv(x)
+        if self.output == "first":
+            return x[:, :self.n_subclips]
+        if self.output == "second":
+            return x[:, self.n_subclips:]
+        return self.conv(x) if self.conv is not None else x
 
 
 #: ``fusion`` option values: the released cross-fusion decoder and the paper's baselines.
 FUSIONS = ("cross", "concat", "concat_channels", "sum")
+#: ``loss`` option values that make the head a severity classifier (paper Table 9).
+CLASSIFICATION_LOSSES = ("ce", "focal")
+#: ``decoder_output`` option values (paper Table 8): RGB Stream, Heatmap Stream, Concat Stream,
+#: Concat Stream + CONV1D (the paper's model and the released code).
+DECODER_OUTPUTS = ("rgb", "heatmap", "concat", "concat_conv1d")
 
 
 class StreamFusion(nn.Module):
@@ -251,13 +275,22 @@ class QAFENet(nn.Module):
             Non-cross models have no ``decoder.*`` tensors (no positional embedding,
             blocks or Conv1d), so they carry no sub-clip order: their score is invariant to
             permuting the sub-clips.
+        decoder_output: which cross-decoder output feeds the head (paper Table 8):
+            ``"concat_conv1d"`` (the paper's model and the released code), ``"concat"``,
+            ``"rgb"`` or ``"heatmap"`` (see :class:`CrossFusionDecoder`; ``m = 2n, 2n, n, n``
+            tokens). ``fusion="cross"`` only.
+        n_outputs: head outputs per token: 1 (regression, the paper's model) or the number
+            of severity classes (paper Table 9's classification; the head's last layer is
+            then ``Linear(128, C)``).
 
     ``forward(rgb, heatmap)``: ``rgb (B, 3, n*L, S, S)`` (normalised RGB),
-    ``heatmap (B, 3, n*L, s, s)`` in [0, 1] -> scores ``(B,)`` in label units.
+    ``heatmap (B, 3, n*L, s, s)`` in [0, 1] -> scores ``(B,)`` in label units (or class
+    logits ``(B, C)`` when ``n_outputs = C > 1``).
     Sub-clips are packed clip-major on the batch axis (row ``k*B + b``) as
     ``main_PFED5.py``; each encoder gives ``(B, n, 512)``; the fusion ``(B, m, d)``
     (:meth:`fused_tokens`); the evaluator scores each token; the prediction is the mean of
-    the ``m`` scores (``m = 2n`` for cross and concat, ``n`` for concat_channels and sum).
+    the ``m`` scores (``m = 2n`` for cross and concat, ``n`` for concat_channels and sum),
+    or of the ``m`` logit vectors for classification.
 
     Any ``n`` (``geometry.n_subclips``; 5 for PFED5, 9 for UNBC-McMaster's 144-frame clips):
     the only ``n``-sized tensors are the cross decoder's ``pos_embed (1, n, 512)`` and
@@ -271,26 +304,33 @@ class QAFENet(nn.Module):
     """
 
     def __init__(self, geometry: ClipGeometry | None = None, rgb_layout: str = "frames",
-                 pos_embed_stream: str = "rgb", fusion_blocks: int = 3, fusion: str = "cross") -> None:
+                 pos_embed_stream: str = "rgb", fusion_blocks: int = 3, fusion: str = "cross",
+                 decoder_output: str = "concat_conv1d", n_outputs: int = 1) -> None:
         super().__init__()
         g = geometry or ClipGeometry()
         if pos_embed_stream not in ("rgb", "heatmap"):
             raise ValueError(f"pos_embed_stream must be 'rgb' or 'heatmap', got {pos_embed_stream!r}")
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+        if decoder_output not in DECODER_OUTPUTS:
+            raise ValueError(f"decoder_output must be one of {', '.join(DECODER_OUTPUTS)}, got {decoder_output!r}")
+        if int(n_outputs) < 1:
+            raise ValueError(f"n_outputs must be >= 1, got {n_outputs!r}")
         self.geometry = g
         self.pos_embed_stream = pos_embed_stream
         self.fusion = fusion
+        self.n_outputs = int(n_outputs)
         self.rgb_encoder = FormerDFEREncoder(image_size=g.rgb_size, frames=g.subclip_len, layout=rgb_layout)
         self.heatmap_encoder = SlowOnlyEncoder()
         if fusion == "cross":
-            self.decoder: nn.Module = CrossFusionDecoder(g.n_subclips, fusion_blocks,
-                                                         pos_on="first" if pos_embed_stream == "heatmap" else "second")
+            self.decoder: nn.Module = CrossFusionDecoder(
+                g.n_subclips, fusion_blocks, pos_on="first" if pos_embed_stream == "heatmap" else "second",
+                output={"rgb": "second", "heatmap": "first"}.get(decoder_output, decoder_output))
             head_dim = FEAT_DIM
         else:
             self.decoder = StreamFusion(fusion)
             head_dim = self.decoder.out_dim(FEAT_DIM)
-        self.evaluator = Evaluator(1, head_dim)
+        self.evaluator = Evaluator(self.n_outputs, head_dim)
 
     def _pack(self, x: torch.Tensor, size: int, what: str) -> torch.Tensor:
         g = self.geometry
@@ -315,7 +355,8 @@ class QAFENet(nn.Module):
         return self.decoder(*self.stream_tokens(rgb, heatmap))
 
     def forward(self, rgb: torch.Tensor, heatmap: torch.Tensor) -> torch.Tensor:
-        return self.evaluator(self.fused_tokens(rgb, heatmap)).squeeze(-1).mean(dim=1)
+        out = self.evaluator(self.fused_tokens(rgb, heatmap)).mean(dim=1)
+        return out.squeeze(-1) if self.n_outputs == 1 else out
 
 
 # --------------------------------------------------------------------------- options
@@ -415,7 +456,35 @@ class QAFENetMethod(Method):
             "tokens (originals 13 row 6). The token order into the blocks and the Conv1d is the code's "
             "[heatmap, rgb] in both modes, so checkpoints load either way.",
             choices=("rgb", "heatmap"), code_value="heatmap"),
-        **_LOSS_OPTIONS,
+        "loss": Option(
+            "bmc",
+            "Training loss (paper section 4; Tables 6 and 9). Regression: 'bmc' Balanced MSE batch Monte-Carlo "
+            "(the paper's; QAFE-Net dataloader/ibmse/balancedMSE.py BMCLoss, init sigma 1.0), 'mse', 'focal_l1' / "
+            "'focal_mse' (Focal-R of Yang et al., ICML 2021: YyzHarry/imbalanced-regression loss.py, sigmoid, beta "
+            "0.2, gamma 1), 'gai' (Balanced MSE GMM-based analytical integration, official "
+            "jiawei-ren/BalancedMSE gai_loss; the GMM of gai_components components fitted on the training "
+            "partition's labels only; QAFE-Net's own copy has the formula commented out, originals 13 row 9). "
+            "Classification into the card's integer label classes (Table 9; PFED5: 5 severities), the head's "
+            "last layer giving one logit per class: 'ce' cross-entropy, 'focal' focal loss (Lin et al. 2017, "
+            f"gamma {FOCAL_CE_GAMMA:g}, the paper gives none); the score is decoded by class_decode.",
+            choices=("bmc", "mse", "focal_l1", "focal_mse", "gai", "ce", "focal")),
+        "bmc_sigma": Option(
+            "learned",
+            "Balanced MSE noise sigma of the 'bmc' and 'gai' losses: 'learned' (Balanced MSE as published: its own "
+            "parameter group at lr 1e-2, jiawei-ren/BalancedMSE imdb-wiki-dir/train.py) or 'fixed' (released "
+            "main_PFED5.py never hands the criterion's parameter to the optimiser: sigma stays 1.0; originals 13 "
+            "row 7).",
+            choices=("learned", "fixed"), code_value="fixed"),
+        "gai_components": Option(
+            GAI_COMPONENTS,
+            "GMM components of the 'gai' loss (QAFE-Net preprocess_gmm_PD.py --K default 2; Balanced MSE's "
+            "IMDB-WIKI script uses 8). loss='gai' only."),
+        "class_decode": Option(
+            "argmax",
+            "How a classification head ('ce' / 'focal' loss, Table 9) becomes one score for Spearman's rho: "
+            "'argmax' (the predicted class, the paper's 'predicted severity'; ties between videos are common) or "
+            "'expectation' (sum of class probabilities x class labels). Regression losses ignore it.",
+            choices=("argmax", "expectation")),
         "rgb_normalisation": _RGB_OPTIONS["rgb_normalisation"],
         "heatmap_mode": Option(
             "paper",
@@ -450,6 +519,14 @@ class QAFENetMethod(Method):
             choices=FUSIONS),
         "fusion_blocks": Option(3, "Cross-fusion decoder blocks (paper Table 7; code num_layers=3). fusion='cross' "
                                    "only."),
+        "decoder_output": Option(
+            "concat_conv1d",
+            "Which cross-fusion decoder output feeds the MLP head (paper Table 8): 'concat_conv1d' (Concat Stream + "
+            "CONV1D: the paper's model and released decoder_fuser, both streams' 2n tokens mixed by Conv1d(2n, 2n, "
+            "1)), 'concat' (both streams' 2n tokens, no Conv1d), 'rgb' / 'heatmap' (one stream's n output tokens, "
+            "no Conv1d). The released code has only the first; the others are this project's reading of the "
+            "table's row names. fusion='cross' only.",
+            choices=DECODER_OUTPUTS),
         "pos_embed_resize": _RGB_OPTIONS["pos_embed_resize"],
     }
     pretrained_files = {"rgb": FORMER_DFER_FILE, "heatmap": POSE_ONLY_FILE}
@@ -463,6 +540,14 @@ class QAFENetMethod(Method):
     def __init__(self, options: Mapping[str, Any] | None = None, geometry: ClipGeometry | None = None,
                  label_range: tuple[float, float] = (0.0, 4.0)) -> None:
         super().__init__(options, geometry, label_range)
+        if self.classification:
+            lo, hi = self.label_range
+            if abs((hi - lo) - round(hi - lo)) > 1e-9:
+                raise ConfigError(f"option loss={self.options['loss']!r} of method 'qafe_net' classifies integer "
+                                  f"labels; the label range {self.label_range} has no whole number of classes")
+        if int(self.options["gai_components"]) < 1:
+            raise ConfigError(f"option gai_components={self.options['gai_components']!r} of method 'qafe_net' "
+                              "must be >= 1")
         if int(self.options["fusion_blocks"]) < 1:
             raise ConfigError(f"option fusion_blocks={self.options['fusion_blocks']!r} of method 'qafe_net' "
                               "must be >= 1")
@@ -478,15 +563,58 @@ class QAFENetMethod(Method):
                          stream_sync=o["stream_sync"], subclip_len=16, rgb_size=224, heatmap_size=56,
                          heatmap_resize=64)
 
+    @property
+    def classification(self) -> bool:
+        """The head classifies severities (``loss`` 'ce' or 'focal', paper Table 9)."""
+        return self.options["loss"] in CLASSIFICATION_LOSSES
+
+    @property
+    def n_classes(self) -> int:
+        """Integer label classes of the card's range (PFED5 0..4: 5; UNBC VAS 0..10: 11)."""
+        lo, hi = self.label_range
+        return int(round(hi - lo)) + 1
+
     def build_model(self) -> QAFENet:
         """A fresh :class:`QAFENet` at this method's geometry and options."""
         return QAFENet(self.geometry, rgb_layout=self.options["rgb_layout"],
                        pos_embed_stream=self.options["pos_embed_stream"],
-                       fusion_blocks=int(self.options["fusion_blocks"]), fusion=self.options["fusion"])
+                       fusion_blocks=int(self.options["fusion_blocks"]), fusion=self.options["fusion"],
+                       decoder_output=self.options["decoder_output"],
+                       n_outputs=self.n_classes if self.classification else 1)
 
     def build_loss(self) -> nn.Module:
-        """:class:`~benchmark.losses.BMCLoss` (sigma learned or fixed) or :class:`~benchmark.losses.MSELoss`."""
-        return build_bmc_or_mse(self.options)
+        """The ``loss`` option's module: :class:`~benchmark.losses.BMCLoss` / :class:`~benchmark.losses.GAILoss`
+        (sigma learned or fixed), :class:`~benchmark.losses.MSELoss`, :class:`~benchmark.losses.FocalRLoss`
+        or :class:`~benchmark.losses.ClassificationLoss`."""
+        o = self.options
+        learn = o["bmc_sigma"] == "learned"
+        if o["loss"] == "bmc":
+            return BMCLoss(init_noise_sigma=1.0, learn_sigma=learn)
+        if o["loss"] == "gai":
+            return GAILoss(int(o["gai_components"]), init_noise_sigma=1.0, learn_sigma=learn)
+        if o["loss"] in ("focal_l1", "focal_mse"):
+            return FocalRLoss(o["loss"][len("focal_"):])
+        if self.classification:
+            return ClassificationLoss(self.n_classes, self.label_range[0], "ce" if o["loss"] == "ce" else "focal")
+        return MSELoss()
+
+    def loss(self, loss_fn: nn.Module, output: Any, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Regression: ``loss_fn(scores (B,), labels (B,))``; classification: ``loss_fn(logits (B, C), labels)``."""
+        if self.classification:
+            return loss_fn(output, batch["label"])
+        return loss_fn(output.reshape(-1), batch["label"])
+
+    def decode(self, output: Any, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Scores ``(B,)`` in label units: the regression output, or for classification the
+        predicted class (``class_decode='argmax'``) or the expected class under the softmax
+        (``'expectation'``), plus the range's lower end."""
+        if not self.classification:
+            return output.reshape(-1)
+        lo = self.label_range[0]
+        if self.options["class_decode"] == "argmax":
+            return output.argmax(dim=-1).to(torch.float32) + lo
+        values = torch.arange(output.shape[-1], dtype=torch.float32, device=output.device) + lo
+        return (output.float().softmax(dim=-1) * values).sum(dim=-1)
 
     def training_defaults(self) -> TrainingConfig:
         return qafe_training_defaults()

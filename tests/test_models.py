@@ -700,3 +700,87 @@ def test_qafe_net_fusion_option_and_errors():
         StreamFusion("cross")
     with pytest.raises(ValueError, match=r"^stream tokens differ in shape: \(1, 2, 512\) vs \(1, 3, 512\)$"):
         StreamFusion("sum")(torch.zeros(1, 2, 512), torch.zeros(1, 3, 512))
+
+
+# ------------------------------------------------ Table 8: decoder output; Table 9: classification
+def test_decoder_output_selects_the_blocks_output_tokens():
+    """Table 8's rows from one set of decoder weights: 'concat' is the blocks' 2n output tokens
+    before the Conv1d, 'heatmap' the first n of them, 'rgb' the last n; 'concat_conv1d' (the
+    paper's model) applies the Conv1d, which only it owns."""
+    n = 3
+    torch.manual_seed(0)
+    ref = CrossFusionDecoder(n, 2, pos_on="second").eval()
+    h, v = torch.randn(2, n, 512), torch.randn(2, n, 512)
+    with torch.no_grad():
+        x = torch.cat([h, v + ref.pos_embed], dim=1)
+        for block in ref.model:
+            x = block(x)
+        expected = {"concat": x, "first": x[:, :n], "second": x[:, n:], "concat_conv1d": ref.conv(x)}
+    for output, want in expected.items():
+        dec = CrossFusionDecoder(n, 2, pos_on="second", output=output).eval()
+        dec.load_state_dict({k: t for k, t in ref.state_dict().items() if output == "concat_conv1d"
+                             or not k.startswith("conv.")})
+        with torch.no_grad():
+            assert torch.equal(dec(h, v), want), output
+        assert (dec.conv is not None) == (output == "concat_conv1d")
+    with pytest.raises(ValueError, match="output must be one of concat_conv1d, concat, first, second"):
+        CrossFusionDecoder(n, 2, output="both")
+
+
+def test_decoder_output_option_maps_rgb_and_heatmap_to_their_tokens():
+    """QAFE-Net passes heatmap tokens first and RGB second: decoder_output='rgb' scores the RGB
+    half; the models differ from the paper's by exactly the Conv1d's (2n)^2 + 2n parameters."""
+    full = QAFENetMethod({}, TINY).build_model()
+    for name, internal in (("rgb", "second"), ("heatmap", "first"), ("concat", "concat")):
+        m = QAFENetMethod({"decoder_output": name}, TINY).build_model()
+        assert m.decoder.output == internal
+        assert _nparams(full) - _nparams(m) == (2 * TINY.n_subclips) ** 2 + 2 * TINY.n_subclips
+        rgb, hm = _inputs(TINY, 2)
+        assert m(rgb, hm).shape == (2,)
+    with pytest.raises(ConfigError, match="decoder_output='both'"):
+        QAFENetMethod({"decoder_output": "both"}, TINY)
+
+
+def test_classification_head_logits_loss_and_decoding():
+    """Table 9: 'ce' / 'focal' give the head one logit per severity class (5 for PFED5's 0-4, 11
+    for VAS 0-10); the score is the argmax class (or the expected class) plus the range's low end."""
+    m = QAFENetMethod({"loss": "ce"}, TINY)
+    model = m.build_model()
+    assert m.classification and m.n_classes == 5 and model.evaluator.evaluator.layer3.out_features == 5
+    rgb, hm = _inputs(TINY, 2)
+    assert model(rgb, hm).shape == (2, 5)
+    assert type(m.build_loss()).__name__ == "ClassificationLoss"
+    assert QAFENetMethod({"loss": "focal"}, TINY, label_range=(0, 10)).n_classes == 11
+    logits = torch.tensor([[0.0, 3.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 2.0]])
+    assert m.decode(logits, {}).tolist() == [1.0, 4.0]
+    shifted = QAFENetMethod({"loss": "ce"}, TINY, label_range=(1, 5))
+    assert shifted.decode(logits, {}).tolist() == [2.0, 5.0]
+    # expectation: sum_c softmax_c * c; row (0, 0, 0, 0, 0) -> 2.0 exactly; row (ln 3, 0, ...) -> (0*3 + 1+2+3+4) / 7
+    expect = QAFENetMethod({"loss": "ce", "class_decode": "expectation"}, TINY)
+    out = expect.decode(torch.tensor([[0.0] * 5, [math.log(3), 0, 0, 0, 0]]), {})
+    assert out.tolist() == pytest.approx([2.0, 10 / 7], abs=1e-6)
+    batch = {"label": torch.tensor([1.0, 4.0])}
+    loss = m.loss(m.build_loss(), logits, batch)
+    assert loss.item() == pytest.approx(float(torch.nn.functional.cross_entropy(logits, torch.tensor([1, 4])).item()))
+    # regression ignores class_decode; a range without whole classes is refused
+    assert QAFENetMethod({"class_decode": "expectation"}, TINY).decode(torch.tensor([1.5]), {}).tolist() == [1.5]
+    with pytest.raises(ConfigError, match="no whole number of classes"):
+        QAFENetMethod({"loss": "ce"}, TINY, label_range=(0, 2.5))
+
+
+@pytest.mark.parametrize("loss, cls", [("bmc", "BMCLoss"), ("mse", "MSELoss"), ("focal_l1", "FocalRLoss"),
+                                       ("focal_mse", "FocalRLoss"), ("gai", "GAILoss"), ("ce", "ClassificationLoss"),
+                                       ("focal", "ClassificationLoss")])
+def test_every_table6_and_table9_loss_builds_its_module(loss, cls):
+    m = QAFENetMethod({"loss": loss, "bmc_sigma": "fixed"}, TINY)
+    f = m.build_loss()
+    assert type(f).__name__ == cls
+    if loss in ("focal_l1", "focal_mse"):
+        assert f.kind == loss[len("focal_"):] and (f.beta, f.gamma, f.activate) == (0.2, 1.0, "sigmoid")
+    if loss == "focal":
+        assert f.kind == "focal" and f.gamma == 2.0
+    if loss in ("bmc", "gai"):
+        assert f.noise_sigma.requires_grad is False  # bmc_sigma applies to both Balanced MSE losses
+    if loss == "gai":
+        assert f.components == 2
+        assert QAFENetMethod({"loss": "gai", "gai_components": 3}, TINY).build_loss().components == 3

@@ -92,3 +92,94 @@ def regression_metrics(labels: Sequence[float], predictions: Sequence[float]) ->
         "rmse": rmse(labels, predictions),
         "n": int(len(labels)),
     }
+
+
+#: Bootstrap resamples behind every confidence interval in the reports.
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def _resampled_metric(metric: str):
+    """``f(y (R, n), p (S, R, n)) -> (S, R)``: the metric of each of R resamples for each of S
+    prediction sets, vectorised (equal to :func:`spearman_rho_x100`, :func:`mae`, :func:`rmse`
+    row by row; rho is NaN where a resample's labels or predictions are constant)."""
+    from scipy.stats import rankdata
+
+    if metric == "mae":
+        return lambda y, p: np.mean(np.abs(p - y), axis=-1)
+    if metric == "rmse":
+        return lambda y, p: np.sqrt(np.mean((p - y) ** 2, axis=-1))
+    if metric != "rho_x100":
+        raise ValueError(f"no bootstrap for metric {metric!r}; use rho_x100, mae or rmse")
+
+    def rho(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+        ry = rankdata(y, axis=-1)
+        ry = ry - ry.mean(axis=-1, keepdims=True)
+        rp = rankdata(p, axis=-1)
+        rp = rp - rp.mean(axis=-1, keepdims=True)
+        den = np.sqrt((ry ** 2).sum(axis=-1) * (rp ** 2).sum(axis=-1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = 100.0 * (rp * ry).sum(axis=-1) / den
+        return np.where(den > 0, out, np.nan)
+
+    return rho
+
+
+def bootstrap_ci(labels: Sequence[float], predictions, metric: str, *, clusters: Sequence | None = None,
+                 n_resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95, seed: int = 0
+                 ) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of a metric over test videos.
+
+    Each resample draws test videos with replacement (or, with ``clusters``, whole clusters,
+    e.g. subjects, with replacement, keeping every video of a drawn cluster: a subject with
+    several videos is one unit of evidence); the metric is computed on the resample for every
+    seed's predictions and averaged over seeds (the table's cell is the seed mean); the interval
+    is the ``(1 - level) / 2`` and ``(1 + level) / 2`` percentiles of those values (Efron's
+    percentile method, as ``scipy.stats.bootstrap(method="percentile")``). Resamples where the
+    metric is undefined (rho of a resample with constant labels or predictions) are left out.
+
+    Args:
+        labels: ``(N,)`` true labels.
+        predictions: ``(N,)`` or ``(S, N)`` (S seeds, the same N test videos in the same order).
+        metric: ``rho_x100``, ``mae`` or ``rmse``.
+        clusters: ``(N,)`` cluster id of each video (None: every video its own cluster).
+        n_resamples: resamples (:data:`BOOTSTRAP_RESAMPLES`).
+        level: coverage (0.95).
+        seed: the generator's seed: a fixed seed gives identical intervals.
+
+    Returns:
+        ``(low, high)`` in the metric's units; ``(nan, nan)`` with fewer than 2 clusters or when
+        fewer than half of the resamples give a defined value.
+
+    Raises:
+        ValueError: shapes that differ, an unknown metric, a level outside (0, 1).
+    """
+    y = np.asarray(labels, dtype=float).reshape(-1)
+    p = np.asarray(predictions, dtype=float)
+    p = p.reshape(1, -1) if p.ndim == 1 else p
+    if p.ndim != 2 or p.shape[1] != y.size:
+        raise ValueError(f"labels {y.shape} and predictions {p.shape} do not describe the same videos")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    f = _resampled_metric(metric)
+    ids = np.arange(y.size) if clusters is None else np.asarray(clusters)
+    if ids.shape != y.shape:
+        raise ValueError(f"clusters {ids.shape} and labels {y.shape} differ in length")
+    _, inverse = np.unique(ids, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)] if y.size else []
+    if len(members) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(members), size=(int(n_resamples), len(members)))
+    if all(len(m) == 1 for m in members):  # one video per cluster: every resample has N videos
+        rows = np.array([m[0] for m in members])[draws]  # (R, N)
+        values = f(y[rows], p[:, rows]).mean(axis=0)  # a NaN for any seed leaves the resample out
+    else:
+        values = np.empty(int(n_resamples))
+        for r, draw in enumerate(draws):
+            rows = np.concatenate([members[g] for g in draw])
+            values[r] = f(y[rows][None], p[:, rows][:, None])[:, 0].mean()
+    ok = values[~np.isnan(values)]
+    if ok.size < n_resamples / 2:
+        return float("nan"), float("nan")
+    a = (1 - level) / 2
+    return float(np.percentile(ok, 100 * a)), float(np.percentile(ok, 100 * (1 - a)))

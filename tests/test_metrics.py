@@ -2,7 +2,9 @@
 
 import math
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from benchmark.metrics import avg_corr, fisher_z_avg_corr, mae, regression_metrics, rmse, spearman_rho_x100
 
@@ -186,3 +188,67 @@ def test_averages_treat_missing_json_values_as_nan():
     # run results store NaN as JSON null: a None rho is missing, so the average is NaN
     assert math.isnan(avg_corr([70.0, None]))
     assert math.isnan(fisher_z_avg_corr([70.0, None]))
+
+
+# ------------------------------------------------------------------ bootstrap confidence intervals
+def _fixed_predictions():
+    """A fixed prediction file: 40 test videos of 20 subjects (two each), labels 0-4."""
+    rng = np.random.default_rng(123)
+    labels = np.repeat(rng.integers(0, 5, 20), 2).astype(float)
+    preds = labels + rng.normal(0, 1.2, 40)
+    subjects = np.repeat([f"s{i:02d}" for i in range(20)], 2)  # sorted as numbered: cluster g = subject g
+    return labels, preds, subjects
+
+
+@pytest.mark.parametrize("metric", ["rho_x100", "mae", "rmse"])
+def test_bootstrap_ci_equals_scipy_within_monte_carlo_error(metric):
+    """Videos as the resampling unit: the interval equals scipy.stats.bootstrap's percentile
+    interval (an independent implementation, other random draws) within Monte Carlo error, contains
+    the point estimate, and a fixed seed repeats it exactly."""
+    from scipy.stats import bootstrap
+
+    from benchmark.metrics import bootstrap_ci
+
+    y, p, _ = _fixed_predictions()
+    stat = {"rho_x100": lambda a, b: 100 * stats.spearmanr(a, b).statistic,
+            "mae": lambda a, b: np.mean(np.abs(a - b)), "rmse": lambda a, b: np.sqrt(np.mean((a - b) ** 2))}[metric]
+    ref = bootstrap((y, p), stat, paired=True, vectorized=False, n_resamples=4000, method="percentile",
+                    random_state=7).confidence_interval
+    lo, hi = bootstrap_ci(y, p, metric, n_resamples=4000, seed=0)
+    width = ref.high - ref.low
+    assert lo == pytest.approx(ref.low, abs=0.08 * width) and hi == pytest.approx(ref.high, abs=0.08 * width)
+    point = stat(y, p)
+    assert lo <= point <= hi
+    assert bootstrap_ci(y, p, metric, n_resamples=4000, seed=0) == (lo, hi)
+    assert bootstrap_ci(y, p, metric, n_resamples=4000, seed=1) != (lo, hi)
+
+
+def test_bootstrap_ci_resamples_subjects_as_clusters_and_averages_seeds():
+    """With two videos per subject, resampling subjects equals resampling the subject-level pairs
+    (a hand-rolled loop with the same draws); two seeds' predictions are averaged per resample."""
+    from benchmark.metrics import bootstrap_ci
+
+    y, p, subjects = _fixed_predictions()
+    p2 = p + np.random.default_rng(5).normal(0, 0.5, 40)
+    lo, hi = bootstrap_ci(y, np.stack([p, p2]), "mae", clusters=subjects, n_resamples=500, seed=3)
+    draws = np.random.default_rng(3).integers(0, 20, size=(500, 20))
+    vals = []
+    for d in draws:
+        rows = np.concatenate([[2 * g, 2 * g + 1] for g in d])
+        vals.append((np.mean(np.abs(p[rows] - y[rows])) + np.mean(np.abs(p2[rows] - y[rows]))) / 2)
+    assert (lo, hi) == pytest.approx((np.percentile(vals, 2.5), np.percentile(vals, 97.5)), abs=1e-12)
+
+
+def test_bootstrap_ci_undefined_cases_and_errors():
+    from benchmark.metrics import bootstrap_ci
+
+    lo, hi = bootstrap_ci([1.0], [1.0], "mae")
+    assert np.isnan(lo) and np.isnan(hi)  # one video: nothing to resample
+    lo, hi = bootstrap_ci([0, 1, 2, 3], [1, 1, 1, 1], "rho_x100")
+    assert np.isnan(lo) and np.isnan(hi)  # constant predictions: rho never defined
+    with pytest.raises(ValueError, match="do not describe the same videos"):
+        bootstrap_ci([0, 1], [0, 1, 2], "mae")
+    with pytest.raises(ValueError, match="no bootstrap for metric 'kendall'"):
+        bootstrap_ci([0, 1], [0, 1], "kendall")
+    with pytest.raises(ValueError, match="level must be in"):
+        bootstrap_ci([0, 1], [0, 1], "mae", level=1.5)

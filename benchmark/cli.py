@@ -4,8 +4,8 @@
     qafe-bench prepare    pfed5|unbc|folder --raw DIR --out DIR [--backend mediapipe|insightface] ...
     qafe-bench heatmaps   --dataset DIR [--method qafe_net] [--scale tiny|paper]   (heatmap cache)
     qafe-bench run        --method M --dataset DIR|synthetic --expression E [--split fold1] [--set k=v] [--train k=v]
-    qafe-bench reproduce  table2|table3|all [--dataset synthetic|synthetic-unbc|DIR] [--scale tiny|paper] [--seeds 0 1 2]
-    qafe-bench report     table2|all [--dataset ...]      (re-render from run records, no training)
+    qafe-bench reproduce  table1..table10|all [--dataset synthetic [synthetic-unbc]|DIR ...] [--scale tiny|paper] [--seeds 0 1 2]
+    qafe-bench report     table1..table10|all [--dataset ...]      (re-render from run records, no training)
     qafe-bench score      VIDEO --checkpoint RUN/model.pt --expression smile
     qafe-bench methods | tables
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import QafeBenchError
@@ -41,20 +42,21 @@ SYNTHETIC_DATASETS = {
 }
 
 
-def _dataset_path(args) -> Path:
-    """Resolve ``--dataset``: a prepared folder, or a generated dataset of
+def _dataset_path(args, name: str | None = None) -> Path:
+    """Resolve ``--dataset`` (or ``name``): a prepared folder, or a generated dataset of
     :data:`SYNTHETIC_DATASETS` (generated once under ``<runs-dir>/data``, then reused)."""
-    if args.dataset not in SYNTHETIC_DATASETS:
-        return Path(args.dataset)
+    name = args.dataset if name is None else name
+    if name not in SYNTHETIC_DATASETS:
+        return Path(name)
     import importlib
 
     from .scales import get_scale
 
-    module, _, func = SYNTHETIC_DATASETS[args.dataset].partition(":")
+    module, _, func = SYNTHETIC_DATASETS[name].partition(":")
     preset = get_scale(args.scale).synthetic_preset
-    out = Path(args.runs_dir) / "data" / f"{args.dataset}-{preset}-seed{args.data_seed}"
+    out = Path(args.runs_dir) / "data" / f"{name}-{preset}-seed{args.data_seed}"
     if not (out / "manifest.json").is_file():
-        print(f"generating {args.dataset} data ({preset}, seed {args.data_seed}) into {out}")
+        print(f"generating {name} data ({preset}, seed {args.data_seed}) into {out}")
         getattr(importlib.import_module(module), func)(out, scale=preset, seed=args.data_seed)
     return out
 
@@ -173,15 +175,6 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _tables_for(arg: str, protocol: str) -> list[str]:
-    from .tables import available_tables, load_spec
-
-    if arg != "all":
-        load_spec(arg)
-        return [arg]
-    return [t for t in available_tables() if load_spec(t).protocol == protocol]
-
-
 def _select_rows(spec, labels: list[str] | None):
     """The spec with only the rows named in ``labels`` (``--rows``), in the spec's order.
 
@@ -201,39 +194,134 @@ def _select_rows(spec, labels: list[str] | None):
     return dataclasses.replace(spec, rows=[r for r in spec.rows if r.label in labels])
 
 
-def _report(args, *, train: bool) -> int:
+@dataclass
+class _Dataset:
+    """One ``--dataset`` of ``reproduce`` / ``report``: its folder, card and report facts."""
+
+    name: str
+    path: Path
+    card: object
+    info: dict
+    out_dir: Path
+
+
+def _open_datasets(args) -> list[_Dataset]:
     from .cards import load_card
     from .data.prepared import PreparedDataset
-    from .engine import default_device, execute
-    from .report import output_dir_for, render_index, render_table
-    from .tables import expand, load_spec
+    from .errors import ConfigError
+    from .report import output_dir_for
 
-    dataset = _dataset_path(args)
-    ds = PreparedDataset(dataset)
-    card = load_card(ds.card_name)
-    info = {"card": card.name, "content_hash": ds.content_hash, "demo_labels": card.demo_labels,
-            "label_name": card.label_name, "landmark_scheme": ds.manifest["landmark_scheme"]["name"],
-            "backend": ds.manifest.get("backend", {}).get("name"), "path": str(dataset)}
-    out_dir = Path(args.out) if args.out else output_dir_for(card.name, ds.content_hash, args.scale)
-    rendered = []
-    failed = 0
-    for table_id in _tables_for(args.table, card.protocol):
-        spec = _select_rows(load_spec(table_id), args.rows)
-        weights = _weights(args)
-        cells, not_run = expand(spec, dataset, scale=args.scale, seeds=args.seeds, runs_dir=args.runs_dir,
+    names = args.dataset if isinstance(args.dataset, list) else [args.dataset]
+    if args.out and len(names) > 1:
+        raise ConfigError("--out names one report folder; with several --dataset values leave it out "
+                          "(each dataset's report goes to its own folder)")
+    out = []
+    for name in dict.fromkeys(names):
+        path = _dataset_path(args, name)
+        ds = PreparedDataset(path)
+        card = load_card(ds.card_name)
+        if any(d.card.protocol == card.protocol for d in out):
+            other = next(d for d in out if d.card.protocol == card.protocol)
+            raise ConfigError(f"--dataset {name} and {other.name} both use protocol {card.protocol!r}; give one "
+                              "dataset per protocol")
+        info = {"card": card.name, "content_hash": ds.content_hash, "demo_labels": card.demo_labels,
+                "label_name": card.label_name, "landmark_scheme": ds.manifest["landmark_scheme"]["name"],
+                "backend": ds.manifest.get("backend", {}).get("name"), "path": str(path)}
+        out_dir = Path(args.out) if args.out else output_dir_for(card.name, ds.content_hash, args.scale)
+        out.append(_Dataset(name, path, card, info, out_dir))
+    return out
+
+
+def _plan_tables(args, datasets: list[_Dataset]) -> tuple[list[tuple[object, _Dataset]], list[str]]:
+    """(spec, dataset) pairs to build, and a line per table that is skipped (``all`` only).
+
+    Raises:
+        ConfigError: a named table whose protocol no given dataset uses; ``--rows`` with ``all``.
+    """
+    from .errors import ConfigError
+    from .tables import available_tables, load_spec
+
+    if args.table == "all" and args.rows:
+        raise ConfigError("--rows selects rows of one table; name the table instead of 'all'")
+    ids = available_tables() if args.table == "all" else [args.table]
+    plan, skipped = [], []
+    for table_id in ids:
+        spec = load_spec(table_id)
+        match = [d for d in datasets if d.card.protocol == spec.protocol]
+        if not match:
+            have = ", ".join(f"{d.name} ({d.card.protocol})" for d in datasets)
+            hint = {"unbc_5fold": "synthetic-unbc or a prepared UNBC-McMaster folder",
+                    "pfed5": "synthetic or a prepared PFED5 folder"}.get(spec.protocol, "a dataset of that protocol")
+            why = f"{table_id} runs under protocol {spec.protocol!r}; no --dataset uses it (given: {have}); add {hint}"
+            if args.table != "all":
+                raise ConfigError(why)
+            skipped.append(why)
+            continue
+        if hasattr(spec, "rows"):
+            spec = _select_rows(spec, args.rows)
+        plan.append((spec, match[0]))
+    return plan, skipped
+
+
+def _report(args, *, train: bool) -> int:
+    from .data.prepared import PreparedDataset
+    from .engine import default_device, execute
+    from .report import render_index, render_statistics, render_table
+    from .runs import read_result
+    from .statistics import compare_statistics, dataset_statistics
+    from .tables import expand
+
+    datasets = _open_datasets(args)
+    plan, skipped = _plan_tables(args, datasets)
+    weights = _weights(args) if train or getattr(args, "weights", None) else {}
+    expanded = []
+    for spec, d in plan:
+        if not hasattr(spec, "rows"):
+            expanded.append((spec, d, None))
+            continue
+        cells, not_run = expand(spec, d.path, scale=args.scale, seeds=args.seeds, runs_dir=args.runs_dir,
                                 weights=weights, training=_kv(args.train, "--train"),
-                                find_recorded=not train and not weights)
-        if train:
-            todo = {r.folder: r for c in cells for r in c.runs}
-            for i, run in enumerate(todo.values(), 1):
-                print(f"[{i}/{len(todo)}] {run.folder.name}")
-                res = execute(run, device=args.device or default_device(), progress=not args.quiet)
-                failed += res["status"] == "failed"
-        paths = render_table(spec, cells, not_run, out_dir, scale=args.scale, seeds=args.seeds, dataset_info=info)
-        rendered.append({"id": spec.id, "title": spec.title, "html": paths["html"].name, "csv": paths["csv"].name})
+                                find_recorded=not train and not getattr(args, "weights", None))
+        expanded.append((spec, d, (cells, not_run)))
+
+    # the plan: every distinct run once, whichever tables share it
+    todo: dict = {}
+    for spec, d, built in expanded:
+        if built is None:
+            print(f"{spec.id}: statistics of {d.name} (no training)")
+            continue
+        runs = {r.folder: r for c in built[0] for r in c.runs}
+        new = [f for f in runs if f not in todo]
+        done = sum((read_result(f) or {}).get("status") == "ok" for f in runs)
+        print(f"{spec.id}: {len(runs)} run(s) on {d.name} ({done} finished, {len(new)} not in an earlier table)")
+        todo.update(runs)
+    for line in skipped:
+        print(f"skipped: {line}")
+    finished = sum((read_result(f) or {}).get("status") == "ok" for f in todo)
+    print(f"plan: {len(todo)} distinct run(s), {finished} finished, {len(todo) - finished} to "
+          f"{'train' if train else 'leave missing (report trains nothing)'}")
+
+    failed = 0
+    if train:
+        for i, run in enumerate(todo.values(), 1):
+            print(f"[{i}/{len(todo)}] {run.folder.name}")
+            res = execute(run, device=args.device or default_device(), progress=not args.quiet)
+            failed += res["status"] == "failed"
+
+    rendered: dict = {}
+    for spec, d, built in expanded:
+        if built is None:
+            stats = dataset_statistics(PreparedDataset(d.path), d.card)
+            paths = render_statistics(spec, stats, compare_statistics(stats, spec.published), d.out_dir,
+                                      scale=args.scale, dataset_info=d.info)
+        else:
+            paths = render_table(spec, *built, d.out_dir, scale=args.scale, seeds=args.seeds, dataset_info=d.info)
+        rendered.setdefault(d.name, []).append({"id": spec.id, "title": spec.title, "html": paths["html"].name,
+                                                "csv": paths["csv"].name})
         print(f"{spec.id}: {paths['html']}  {paths['csv']}")
-    index = render_index(out_dir, rendered, info, args.scale)
-    print(f"report: {index}")
+    for d in datasets:
+        if d.name in rendered:
+            print(f"report: {render_index(d.out_dir, rendered[d.name], d.info, args.scale)}")
     if failed:
         print(f"{failed} run(s) failed; they are listed in the report and not averaged", file=sys.stderr)
     return 1 if failed else 0
@@ -266,11 +354,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qafe-bench", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common_run(sp, dataset_default="synthetic", trains=True):
-        """Dataset and scale flags; ``trains``: also the flags only training uses (--weights, --device)."""
-        sp.add_argument("--dataset", "--data", dest="dataset", default=dataset_default,
-                        help="prepared dataset folder, or 'synthetic' (PFED5-like) / 'synthetic-unbc' "
-                             "(UNBC-McMaster-like), generated on first use (default: synthetic)")
+    def common_run(sp, dataset_default="synthetic", trains=True, several=False):
+        """Dataset and scale flags; ``trains``: also the flags only training uses (--weights, --device);
+        ``several``: ``--dataset`` takes one dataset per protocol (reproduce / report)."""
+        if several:
+            sp.add_argument("--dataset", "--data", dest="dataset", nargs="+", default=[dataset_default],
+                            help="prepared dataset folder(s), or 'synthetic' (PFED5-like) / 'synthetic-unbc' "
+                                 "(UNBC-McMaster-like), generated on first use; one per protocol: each table "
+                                 "runs on the dataset of its protocol (default: synthetic)")
+        else:
+            sp.add_argument("--dataset", "--data", dest="dataset", default=dataset_default,
+                            help="prepared dataset folder, or 'synthetic' (PFED5-like) / 'synthetic-unbc' "
+                                 "(UNBC-McMaster-like), generated on first use (default: synthetic)")
         sp.add_argument("--scale", default="tiny", choices=["tiny", "paper"], help="default: tiny")
         sp.add_argument("--runs-dir", default=str(DEFAULT_RUNS),
                         help="run records, and the generated synthetic data under data/ (default: ./runs)")
@@ -333,14 +428,16 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, helptext in (("reproduce", cmd_reproduce, "run what a table needs, then write the report"),
                                  ("report", cmd_report, "re-render tables from existing run records")):
         sp = sub.add_parser(name, help=helptext)
-        sp.add_argument("table", nargs="?", default="table2", help="table id (table2, table3) or 'all' (every table of the dataset's protocol)")
+        sp.add_argument("table", nargs="?", default="table2",
+                        help="table id (table1 .. table10) or 'all' (every table whose protocol a --dataset uses; "
+                             "the others are listed as skipped)")
         sp.add_argument("--seeds", type=int, nargs="+", default=[0])
         sp.add_argument("--rows", nargs="+", metavar="LABEL",
                         help="only these rows of the table (their labels, e.g. 'QAFE-Net, summation')")
         sp.add_argument("--out", help="report folder (default reports/output/<dataset>-<scale>)")
         sp.add_argument("--train", action="append", metavar="SETTING=VALUE",
                         help="training setting override for every run of the table (e.g. epochs=2)")
-        common_run(sp)
+        common_run(sp, several=True)
         sp.set_defaults(func=func)
 
     sp = sub.add_parser("score", help="predict the severity of one real video with a trained model")

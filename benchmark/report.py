@@ -9,6 +9,7 @@ Output folder ``reports/output/<card>-<content hash[:8]>-<scale>/`` (or ``--out`
     <table>.csv                   the paper's layout (test-selected, as published)
     <table>_final.csv             the same with final-epoch selection
     <table>_long.csv              every cell with std, seed counts, status and run folders
+    table1.html / .csv            dataset statistics beside the published Table 1 (no runs)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pandas as pd
 from .api import Method
 from .data.prepared import atomic_write_text
 from .runs import read_result
-from .tables import SELECTIONS, CellRuns, TableSpec, build_table, wide
+from .tables import SELECTIONS, CellRuns, TableSpec, audit_published, build_table, wide
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("benchmark", "templates"),
@@ -125,12 +126,49 @@ def render_table(spec: TableSpec, cells: list[CellRuns], not_run, out_dir: Path,
         comparable=(scale == "paper" and dataset_info.get("card") == spec.comparable_card),
         not_run=[r.label for r in not_run if not r.published_only],
         protocol=protocol, pooled=protocol.pooled, has_avg="avg_corr" in spec.summary,
+        has_pooled="pooled" in spec.summary,
         metric_labels=labels,
         column_labels={c: (labels[c] if spec.column_kind == "metric" else c.replace("_", " ")) for c in spec.columns},
         tolerance_unit=("rho \u00d7 100 points" if spec.columns and spec.column_metric(spec.columns[0]).name
                         == "rho_x100" else f"label units ({dataset_info.get('label_name', 'label')})"),
+        audit=audit_published(spec),
     )
     paths["html"] = out_dir / f"{spec.id}.html"
+    atomic_write_text(paths["html"], html)
+    return paths
+
+
+def render_statistics(spec, stats: pd.DataFrame, comparison: pd.DataFrame, out_dir: Path, *, scale: str,
+                      dataset_info: dict) -> dict[str, Path]:
+    """Write a statistics table (paper Table 1): ``<id>.csv`` (ours in the published layout, with a
+    ``<column>_paper`` beside each column), ``<id>_long.csv`` (:func:`benchmark.statistics.compare_statistics`)
+    and ``<id>.html``; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    columns = [c for c in stats.columns if c not in ("split", "expression")]
+    pub = spec.published.set_index(["split", "expression"])
+    wide_rows = []
+    for rec in stats.to_dict("records"):
+        key = (rec["split"], rec["expression"])
+        row = {"split": key[0], "expression": key[1]}
+        for c in columns:
+            row[c] = rec[c]
+            row[f"{c}_paper"] = pub.loc[key, c] if key in pub.index and c in pub.columns else float("nan")
+        wide_rows.append(row)
+    paths = {"csv": out_dir / f"{spec.id}.csv", "long_csv": out_dir / f"{spec.id}_long.csv",
+             "html": out_dir / f"{spec.id}.html"}
+    atomic_write_text(paths["csv"], pd.DataFrame(wide_rows).to_csv(index=False))
+    atomic_write_text(paths["long_csv"], comparison.to_csv(index=False))
+    rows = []
+    for (split, expression), grp in comparison.groupby(["split", "expression"], sort=False):
+        cells = {}
+        for r in grp.to_dict("records"):
+            v = r["reproduced"]
+            shown = "" if v != v else (f"{v:.1f}" if r["column"] == "avg_len" else f"{v:.0f}")
+            cells[r["column"]] = {"shown": shown, "published": r["published"], "equal": r["equal"]}
+        rows.append({"split": split, "expression": expression, "cells": cells})
+    html = _env.get_template("statistics.html.j2").render(
+        spec=spec, rows=rows, columns=columns, dataset=dataset_info, generated=time.strftime("%Y-%m-%d %H:%M:%S"),
+        comparable=dataset_info.get("card") == spec.comparable_card)
     atomic_write_text(paths["html"], html)
     return paths
 

@@ -32,7 +32,7 @@ import pandas as pd
 import yaml
 
 from .errors import ConfigError
-from .metrics import avg_corr, fisher_z_avg_corr, regression_metrics
+from .metrics import avg_corr, bootstrap_ci, fisher_z_avg_corr, regression_metrics
 from .paths import reports_dir
 from .protocols import RHO, MetricSpec, get_protocol
 from .registry import is_registered
@@ -60,6 +60,9 @@ class TableRow:
             80- and 144-frame rows).
         published: column -> value selecting the row's line in the published CSV (default
             ``{published_key: label}``).
+        pretrained: role -> None to drop that pretrained file for this row even when
+            ``--weights`` provides it (Table 4's "SlowOnly trained from scratch": ``{heatmap:
+            null}``); the other roles keep the method's files.
     """
 
     label: str
@@ -69,6 +72,7 @@ class TableRow:
     in_paper: bool = True
     clip_len: int | None = None
     published: dict | None = None
+    pretrained: dict = field(default_factory=dict)
 
     @property
     def published_only(self) -> bool:
@@ -93,7 +97,7 @@ class TableSpec:
     path: Path
     column_kind: str = "expression"
     expression: str | None = None
-    summary: tuple[str, ...] = ("avg_corr", "avg_corr_fisher_z")
+    summary: tuple[str, ...] = ("avg_corr", "avg_corr_fisher_z", "pooled")
     comparable_card: str = "pfed5"
     note: str = ""
 
@@ -117,18 +121,60 @@ def spec_path(table_id: str) -> Path:
 
 
 def available_tables() -> list[str]:
-    """Ids of every table spec in ``reports/specs``."""
-    return sorted(p.stem for p in (reports_dir() / "specs").glob("*.yaml"))
+    """Ids of every table spec in ``reports/specs``, in paper order (table1, table2, ..., table10,
+    then any other spec by name)."""
+    def key(name: str):
+        digits = name[len("table"):]
+        return (0, int(digits), "") if name.startswith("table") and digits.isdigit() else (1, 0, name)
+
+    return sorted((p.stem for p in (reports_dir() / "specs").glob("*.yaml")), key=key)
 
 
-def _row(r: dict, in_paper: bool) -> TableRow:
+def audit_published(spec: "TableSpec") -> list[dict]:
+    """Rows whose printed ``avg_corr`` differs from the mean of their printed columns by more
+    than the rounding of two decimals (the paper prints 63.72 for Table 7's 2-block row whose
+    values average 63.64).
+
+    Returns:
+        ``[{"row": label, "printed": float, "mean": float}]`` for each such row of the spec
+        (empty for specs without an ``avg_corr`` column).
+    """
+    if "avg_corr" not in spec.summary:
+        return []
+    out = []
+    for row in spec.rows:
+        if not row.in_paper:
+            continue
+        vals = [published_value(spec, row, c) for c in spec.columns]
+        printed = published_value(spec, row, "avg_corr")
+        if any(math.isnan(v) for v in vals) or math.isnan(printed):
+            continue
+        mean = float(np.mean(vals))
+        if abs(round(mean, 2) - printed) > 0.005 + 1e-9:
+            out.append({"row": row.label, "printed": printed, "mean": mean})
+    return out
+
+
+def _row(r: dict, in_paper: bool, path: Path) -> TableRow:
+    pretrained = dict(r.get("pretrained") or {})
+    for role, value in pretrained.items():
+        if value is not None:
+            raise ConfigError(f"{path}: row {r.get('label')!r}: pretrained {role}: {value!r}; a row can only drop "
+                              "a role (null), the files themselves come from --weights")
     return TableRow(r["label"], r.get("method"), dict(r.get("options", {})), dict(r.get("training", {})),
                     in_paper=in_paper, clip_len=r.get("clip_len"),
-                    published=dict(r["published"]) if r.get("published") else None)
+                    published=dict(r["published"]) if r.get("published") else None, pretrained=pretrained)
 
 
-def load_spec(table_id: str) -> TableSpec:
-    """Load and validate a table spec.
+def read_published(path: Path) -> pd.DataFrame:
+    """A published CSV: empty cells are NaN, every other text is kept (``N/A`` stays the string the
+    paper prints, e.g. Table 10's sigma)."""
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def load_spec(table_id: str):
+    """Load and validate a table spec: a :class:`TableSpec` (tables of runs), or a
+    :class:`benchmark.statistics.StatisticsSpec` for ``kind: statistics`` (Table 1).
 
     Raises:
         ConfigError: unknown table, or a spec missing a field, naming an unknown protocol,
@@ -139,9 +185,13 @@ def load_spec(table_id: str) -> TableSpec:
     if not path.is_file():
         raise ConfigError(f"no table spec {path}; available: {', '.join(available_tables())}")
     raw = yaml.safe_load(path.read_text())
+    if raw.get("kind") == "statistics":
+        from .statistics import load_statistics_spec
+
+        return load_statistics_spec(raw, path, reports_dir() / "published")
     try:
-        published = pd.read_csv(reports_dir() / "published" / raw["published"])
-        rows = [_row(r, True) for r in raw["rows"]] + [_row(r, False) for r in raw.get("extra_rows", [])]
+        published = read_published(reports_dir() / "published" / raw["published"])
+        rows = [_row(r, True, path) for r in raw["rows"]] + [_row(r, False, path) for r in raw.get("extra_rows", [])]
         kind = raw.get("column_kind", "expression")
         spec = TableSpec(
             id=raw["id"], title=raw["title"], paper_table=int(raw["paper_table"]),
@@ -150,7 +200,8 @@ def load_spec(table_id: str) -> TableSpec:
             rows=rows, published=published, published_key=raw["published_key"],
             tolerance=float(raw.get("tolerance", 5.0)), path=path, column_kind=kind,
             expression=raw.get("expression"),
-            summary=tuple(raw.get("summary", ["avg_corr", "avg_corr_fisher_z"] if kind == "expression" else [])),
+            summary=tuple(raw.get("summary", ["avg_corr", "avg_corr_fisher_z", "pooled"] if kind == "expression"
+                                  else [])),
             comparable_card=raw.get("comparable_card", "pfed5"), note=str(raw.get("note", "")).strip(),
         )
     except KeyError as exc:
@@ -258,10 +309,12 @@ def expand(spec: TableSpec, dataset: str | Path, *, scale: str, seeds: list[int]
                 cells.append(CellRuns(row, column, [], no_data="; ".join(empty)))
                 continue
             if expression not in shared:
+                row_weights = {role: path for role, path in (weights or {}).get(row.method, {}).items()
+                               if role not in row.pretrained}
                 runs = [resolve(RunSpec(method=row.method, dataset=dataset, expression=expression, seed=s,
                                         scale=scale, options=row.options,
                                         training={**row.training, **(training or {})},
-                                        weights=(weights or {}).get(row.method, {}), split=part,
+                                        weights=row_weights, split=part,
                                         clip_len=row.clip_len), runs_dir)
                         for s in seeds for part in partitions]
                 if find_recorded:
@@ -311,20 +364,22 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def _cell_values(cell: CellRuns, selection: str, metric: str, headline: MetricSpec
-                 ) -> tuple[list[float], list[float], int, int, int]:
+                 ) -> tuple[list[float], list[float], int, int, int, list[pd.DataFrame]]:
     """Per seed: the metric on the pooled predictions of the seed's partitions, and per
     partition run the metric on its own predictions.
 
     Returns:
-        ``(pooled per seed, per partition, n_ok seeds, n_failed seeds, n_missing seeds)``; a seed
-        counts as failed when any of its partitions failed, as missing when any is not finished
-        (and none failed), and only complete seeds are averaged.
+        ``(pooled per seed, per partition, n_ok seeds, n_failed seeds, n_missing seeds, pooled
+        prediction frames per complete seed)``; a seed counts as failed when any of its
+        partitions failed, as missing when any is not finished (and none failed), and only
+        complete seeds are averaged. Each frame has ``video_id, subject, label, prediction``,
+        sorted by ``video_id``.
     """
     seeds: dict = {}
     for i, run in enumerate(cell.runs):
         cfg = getattr(run, "config", None) or {}
         seeds.setdefault(cfg.get("seed", f"run{i}"), []).append(run)
-    pooled, per_partition, failed, missing = [], [], 0, 0
+    pooled, per_partition, failed, missing, seed_frames = [], [], 0, 0, []
     for runs in seeds.values():
         statuses = [(read_result(r.folder) or {}).get("status") for r in runs]
         if "failed" in statuses:
@@ -337,19 +392,45 @@ def _cell_values(cell: CellRuns, selection: str, metric: str, headline: MetricSp
         per_partition += [_metric(f["label"], f["prediction"], metric) for f in frames]
         pool = pd.concat(frames, ignore_index=True)
         pooled.append(_metric(pool["label"], pool["prediction"], metric))
-    return pooled, per_partition, len(pooled), failed, missing
+        pool = pool.assign(video_id=pool["video_id"].astype(str) if "video_id" in pool else pool.index.astype(str))
+        if "subject" not in pool:  # test-selected frames come from eval_history.csv, which has no subject
+            subjects = pd.concat([pd.read_csv(r.folder / "predictions.csv", dtype={"video_id": str, "subject": str})
+                                  for r in runs])
+            subjects = subjects[["video_id", "subject"]] if "subject" in subjects else subjects[["video_id"]].assign(
+                subject=None)
+            pool = pool.merge(subjects.drop_duplicates("video_id"), on="video_id", how="left")
+        seed_frames.append(pool[["video_id", "subject", "label", "prediction"]].sort_values("video_id",
+                                                                                           kind="stable"))
+    return pooled, per_partition, len(pooled), failed, missing, seed_frames
+
+
+def seed_ci(frames: list[pd.DataFrame], metric: str) -> tuple[float, float]:
+    """95% bootstrap CI of a cell's metric from its seeds' pooled predictions
+    (:func:`benchmark.metrics.bootstrap_ci`, seed 0, test subjects resampled as clusters, the
+    metric averaged over seeds in each resample). NaN when there is nothing to resample or the
+    seeds did not predict the same videos."""
+    if not frames or any(len(f) != len(frames[0]) for f in frames):
+        return float("nan"), float("nan")
+    ids = frames[0]["video_id"].to_numpy()
+    if any(not np.array_equal(f["video_id"].to_numpy(), ids) for f in frames[1:]):
+        return float("nan"), float("nan")
+    preds = np.stack([f["prediction"].to_numpy(dtype=float) for f in frames])
+    subjects = frames[0]["subject"].fillna(frames[0]["video_id"]).astype(str).to_numpy()
+    return bootstrap_ci(frames[0]["label"].to_numpy(dtype=float), preds, metric, clusters=subjects)
 
 
 def build_table(spec: TableSpec, cells: list[CellRuns], not_run: list[TableRow], selection: str) -> pd.DataFrame:
     """One long-format DataFrame: a row per (table row, column), plus the spec's summary
-    columns (Table 2: ``avg_corr``, arithmetic as the paper, and ``avg_corr_fisher_z``).
+    columns (Table 2: ``avg_corr``, arithmetic as the paper, ``avg_corr_fisher_z`` and
+    ``pooled``: the metric over every column's test videos pooled, not in the paper).
 
     Columns: ``row, method, in_paper, column, reproduced, std, n_ok, n_failed, n_missing,
     published, diff, within_tolerance, status, runs, note, partition_mean, partition_std,
-    n_partitions``. ``reproduced`` is the mean over seeds of the metric on each seed's pooled
+    n_partitions, ci_low, ci_high``. ``reproduced`` is the mean over seeds of the metric on each seed's pooled
     partition predictions (one partition: the run's own), ``std`` its standard deviation over
     seeds; ``partition_mean`` / ``partition_std`` the mean and std over every partition run
-    (UNBC: the per-fold values); ``n_*`` count seeds. ``note`` says why a cell has no number
+    (UNBC: the per-fold values); ``n_*`` count seeds; ``ci_low`` / ``ci_high`` the 95% bootstrap
+    interval over test videos (:func:`seed_ci`; cells and ``pooled`` only). ``note`` says why a cell has no number
     (e.g. "the dataset has 0 train / 1 test videos for this expression"). Rows follow the
     spec's row order and, within a row, its column order, whatever the order of ``cells``;
     the summary lines (same row order) follow all cells.
@@ -361,20 +442,22 @@ def build_table(spec: TableSpec, cells: list[CellRuns], not_run: list[TableRow],
         raise ConfigError(f"unknown model selection {selection!r}; choose one of {', '.join(SELECTIONS)}")
     headline = spec.protocol_obj.headline
     records = []
+    frames_by_cell: dict = {}
     for cell in cells:
         if not cell.runs:
             records.append(_record(spec, cell.row, cell.column, float("nan"), float("nan"), 0, 0, 0, "no data", [],
                                    note=f"the dataset has {cell.no_data} for this expression"))
             continue
         metric = spec.column_metric(cell.column).name
-        pooled, per_part, n_ok, failed, missing = _cell_values(cell, selection, metric, headline)
+        pooled, per_part, n_ok, failed, missing, frames = _cell_values(cell, selection, metric, headline)
+        frames_by_cell[(cell.row.label, cell.column)] = frames
         mean, std = _mean_std(pooled)
         p_mean, p_std = _mean_std(per_part)
         status = "ok" if n_ok and not failed and not missing else (
             "failed" if failed and not n_ok else ("not run" if not n_ok and not failed else "partial"))
         records.append(_record(spec, cell.row, cell.column, mean, std, n_ok, failed, missing, status,
                                [r.folder.name for r in cell.runs], partition_mean=p_mean, partition_std=p_std,
-                               n_partitions=len(per_part)))
+                               n_partitions=len(per_part), ci=seed_ci(frames, metric)))
     for row in not_run:
         status = "published only" if row.published_only else "not implemented"
         note = "quoted from its own paper; not run by this project" if row.published_only else ""
@@ -404,12 +487,34 @@ def build_table(spec: TableSpec, cells: list[CellRuns], not_run: list[TableRow],
         summary.append(_record(spec, row, "avg_corr_fisher_z", fz, float("nan"), int(grp["n_ok"].min()),
                                int(grp["n_failed"].sum()), int(grp["n_missing"].sum()), status, [],
                                published=float("nan")))
+        if "pooled" in spec.summary:
+            summary.append(_pooled_record(spec, row, grp, frames_by_cell, complete, status))
     return pd.concat([df, pd.DataFrame.from_records(summary)], ignore_index=True)
+
+
+def _pooled_record(spec: "TableSpec", row: TableRow, grp: pd.DataFrame, frames_by_cell: dict, complete: bool,
+                   status: str) -> dict:
+    """The row's ``pooled`` summary: the metric over the test videos of every column pooled (Table 2:
+    rho x 100 over all five expressions' test videos), per seed, mean over seeds, with its bootstrap
+    CI (subjects as clusters). Not in the paper (published NaN)."""
+    metric = spec.metric
+    per_seed: list[list[pd.DataFrame]] = []
+    if complete:
+        cols = [frames_by_cell.get((row.label, c), []) for c in spec.columns]
+        n_seeds = min((len(f) for f in cols), default=0)
+        per_seed = [[f[k].assign(video_id=f[k]["video_id"].astype(str) + "|" + c)
+                     for f, c in zip(cols, spec.columns)] for k in range(n_seeds)]
+    pooled = [pd.concat(frames, ignore_index=True).sort_values("video_id", kind="stable") for frames in per_seed]
+    values = [_metric(f["label"], f["prediction"], metric) for f in pooled]
+    mean, std = _mean_std(values)
+    return _record(spec, row, "pooled", mean, std, len(pooled), int(grp["n_failed"].sum()),
+                   int(grp["n_missing"].sum()), status if complete else status, [], published=float("nan"),
+                   ci=seed_ci(pooled, metric) if pooled else (float("nan"), float("nan")))
 
 
 def _record(spec, row, column, value, std, n_ok, n_failed, n_missing, status, runs, published=None,
             note: str = "", partition_mean: float = float("nan"), partition_std: float = float("nan"),
-            n_partitions: int = 0) -> dict:
+            n_partitions: int = 0, ci: tuple[float, float] = (float("nan"), float("nan"))) -> dict:
     pub = published_value(spec, row, column) if published is None else published
     diff = value - pub if not (math.isnan(value) or math.isnan(pub)) else float("nan")
     return {
@@ -419,6 +524,7 @@ def _record(spec, row, column, value, std, n_ok, n_failed, n_missing, status, ru
         "within_tolerance": (abs(diff) <= spec.tolerance) if not math.isnan(diff) else None,
         "status": status, "runs": ";".join(runs), "note": note,
         "partition_mean": partition_mean, "partition_std": partition_std, "n_partitions": n_partitions,
+        "ci_low": ci[0], "ci_high": ci[1],
     }
 
 
@@ -435,8 +541,10 @@ def wide(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
         for c in [*spec.columns, *spec.summary]:
             r = grp[grp["column"] == c].iloc[0]
             rec[c] = r["reproduced"]
-            if c != "avg_corr_fisher_z":
+            if c not in ("avg_corr_fisher_z", "pooled"):
                 rec[f"{c}_paper"] = r["published"]
+            if c in spec.columns or c == "pooled":
+                rec[f"{c}_ci_low"], rec[f"{c}_ci_high"] = r["ci_low"], r["ci_high"]
             if pooled and c in spec.columns:
                 rec[f"{c}_folds_mean"] = r["partition_mean"]
                 rec[f"{c}_folds_std"] = r["partition_std"]

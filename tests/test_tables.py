@@ -30,7 +30,7 @@ CONSTANT = [0.5, 0.5, 0.5, 0.5]  # rho undefined (NaN)
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 COLUMNS = ["row", "method", "in_paper", "column", "reproduced", "std", "n_ok", "n_failed", "n_missing",
            "published", "diff", "within_tolerance", "status", "runs", "note", "partition_mean", "partition_std",
-           "n_partitions"]
+           "n_partitions", "ci_low", "ci_high"]
 
 
 def _run(root: Path, name: str, status: str | None, final=None, history=()):
@@ -164,8 +164,8 @@ def test_not_implemented_and_no_data_rows_keep_the_paper_order(spec, tmp_path):
     usdl = TableRow("USDL", "usdl")
     df = build_table(spec, cells, [usdl], "final")
     assert list(dict.fromkeys(df["row"])) == ["QAFE-Net", "USDL", "Mine"]  # spec order, not call order
-    assert list(df["column"][-6:]) == ["avg_corr", "avg_corr_fisher_z"] * 3
-    assert list(df["row"][-6:]) == ["QAFE-Net", "QAFE-Net", "USDL", "USDL", "Mine", "Mine"]
+    assert list(df["column"][-9:]) == ["avg_corr", "avg_corr_fisher_z", "pooled"] * 3
+    assert list(df["row"][-9:]) == ["QAFE-Net"] * 3 + ["USDL"] * 3 + ["Mine"] * 3
     assert list(df.index) == list(range(len(df)))
     for c in ("smile", "frown"):
         cell = _cell(df, "USDL", c)
@@ -195,13 +195,21 @@ def test_wide_puts_reproduced_and_paper_side_by_side(spec, tmp_path):
     cells.append(CellRuns(TableRow("Mine", "mine", in_paper=False), "frown", [_run(tmp_path, "d", "ok", RHO_60)]))
     w = wide(build_table(spec, cells, [], "final"), spec)
     assert list(w["row"]) == ["QAFE-Net", "Mine"]  # spec order (not alphabetical)
-    assert list(w.columns) == ["row", "smile", "smile_paper", "frown", "frown_paper", "avg_corr",
-                               "avg_corr_paper", "avg_corr_fisher_z"]
+    assert list(w.columns) == ["row", "smile", "smile_paper", "smile_ci_low", "smile_ci_high", "frown",
+                               "frown_paper", "frown_ci_low", "frown_ci_high", "avg_corr", "avg_corr_paper",
+                               "avg_corr_fisher_z", "pooled", "pooled_ci_low", "pooled_ci_high"]
     r = w.iloc[0]
     assert (r["row"], r["smile"], r["smile_paper"], r["frown"], r["frown_paper"]) == ("QAFE-Net", 80.0, 68.29,
                                                                                       40.0, 63.26)
     assert r["avg_corr"] == pytest.approx(60.0) and r["avg_corr_paper"] == 65.35
     assert r["avg_corr_fisher_z"] == pytest.approx(100 * math.tanh((math.atanh(0.8) + math.atanh(0.4)) / 2))
+    # pooled: rho over the 8 test videos of both columns together, by scipy; its CI brackets it
+    from scipy.stats import spearmanr
+
+    expected = 100 * spearmanr(LABELS + LABELS, RHO_80 + RHO_40).statistic
+    assert r["pooled"] == pytest.approx(expected)
+    assert r["pooled_ci_low"] <= r["pooled"] <= r["pooled_ci_high"]
+    assert r["smile_ci_low"] <= r["smile"] <= r["smile_ci_high"] and math.isnan(w.iloc[0].get("pooled_paper", math.nan))
 
 
 def test_published_value_of_rows_and_columns(spec):
@@ -326,7 +334,7 @@ def test_rows_keep_the_specs_column_order_in_a_large_table(tmp_path):
              for c in reversed(cols) for r in reversed(rows)]  # given in the opposite order
     df = build_table(spec, cells, [], "final")
     for r in rows:
-        assert list(df[df["row"] == r.label]["column"]) == [*cols, "avg_corr", "avg_corr_fisher_z"]
+        assert list(df[df["row"] == r.label]["column"]) == [*cols, "avg_corr", "avg_corr_fisher_z", "pooled"]
 
 
 def test_a_table_of_rows_that_never_ran_has_numeric_nan_columns(tmp_path):

@@ -28,7 +28,6 @@ one runs folder.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -275,33 +274,96 @@ def write_csv(path: Path, df: pd.DataFrame) -> None:
     atomic_write_text(path, df.to_csv(index=False))
 
 
-class RunLock:
-    """Exclusive, non-blocking lock on ``<folder>/.lock`` (fcntl.flock).
+#: Seconds a run lock lives without a heartbeat (``QAFE_BENCH_LOCK_LIFETIME`` overrides): a holder
+#: refreshes it every quarter of this; a crashed holder's lock is broken by the next process once it
+#: has expired (at once, on the same host, when the holder's process is gone).
+LOCK_LIFETIME_S = 120.0
+LOCK_NAME = ".run.lock"
 
-    ``acquired`` is False when another process holds it (that run is in progress).
-    Released on exit; the lock dies with its process, so a crash leaves no stale lock.
+
+class RunLock:
+    """Exclusive lock of one run folder that works across hosts on a shared (NFS) file system.
+
+    Built on :mod:`flufl.lock` (GNU Mailman's NFS-safe lock: a claim file per host and process,
+    hard-linked to ``<folder>/.run.lock``, with a lifetime), plus:
+
+    * a **heartbeat**: a daemon thread refreshes the lifetime every ``lifetime / 4`` seconds while
+      the lock is held, so a long training keeps it and a crashed holder stops refreshing;
+    * **stale-lock recovery**: a lock whose lifetime (plus flufl's 10 s clock slop) has passed is
+      broken by the next process that tries (flufl's rule); a lock held by a process of this host
+      that no longer exists (killed with SIGKILL) is broken at once.
+
+    Non-blocking: ``acquired`` is False when another live holder has it (the run is in progress
+    elsewhere); the caller skips it and says so. Released on exit.
+
+    Args:
+        folder: the run folder (created if needed).
+        lifetime: seconds (default :data:`LOCK_LIFETIME_S` or ``$QAFE_BENCH_LOCK_LIFETIME``).
+        wait: seconds to keep trying before giving up (default 2: long enough to break an expired lock).
     """
 
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / ".lock"
+    def __init__(self, folder: Path, lifetime: float | None = None, wait: float = 2.0) -> None:
+        self.path = Path(folder) / LOCK_NAME
+        self.lifetime = float(lifetime or os.environ.get("QAFE_BENCH_LOCK_LIFETIME") or LOCK_LIFETIME_S)
+        self.wait = float(wait)
         self.acquired = False
-        self._fd: int | None = None
+        self.lost = False
+        self._lock = None
+        self._stop = None
+        self._thread = None
+
+    def _break_if_stale(self, lock) -> None:
+        from flufl.lock import LockState
+
+        if lock.state == LockState.stale:  # same host, the holder's process is gone
+            try:
+                claim = self.path.read_text().strip()
+            except OSError:
+                return
+            for stale in (self.path, Path(claim)):
+                try:
+                    stale.unlink()
+                except OSError:
+                    pass
 
     def __enter__(self) -> "RunLock":
+        import threading
+        from datetime import timedelta
+
+        import logging
+
+        from flufl.lock import Lock, TimeOutError
+
+        logging.getLogger("flufl.lock").setLevel(logging.CRITICAL)  # "timed out" is our normal "busy"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        lock = Lock(str(self.path), lifetime=timedelta(seconds=self.lifetime))
+        self._break_if_stale(lock)
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self.acquired = True
-        except BlockingIOError:
-            self.acquired = False
+            lock.lock(timeout=timedelta(seconds=self.wait))
+        except TimeOutError:
+            return self
+        self._lock, self.acquired = lock, True
+        self._stop = threading.Event()
+
+        def beat() -> None:
+            while not self._stop.wait(self.lifetime / 4):
+                try:
+                    lock.refresh()
+                except Exception:  # noqa: BLE001 - the lock was broken by another process
+                    self.lost = True
+                    return
+
+        self._thread = threading.Thread(target=beat, name=f"heartbeat {self.path}", daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._fd is not None:
-            if self.acquired:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+        if self._lock is not None:
+            self._lock.unlock(unconditionally=True)
+            self._lock = None
 
 
 def load_model_file(path: str | Path) -> dict:

@@ -186,21 +186,63 @@ def test_write_json_writes_nan_as_null_and_leaves_no_temporary(tmp_path):
 
 
 def test_run_lock_is_exclusive_and_released(tmp_path):
-    import stat
-
     folder = tmp_path / "run"
     assert RunLock(folder).acquired is False  # not entered yet
     with RunLock(folder) as first:
-        assert first.acquired is True and (folder / ".lock").is_file()
-        umask = os.umask(0)
-        os.umask(umask)
-        assert stat.S_IMODE((folder / ".lock").stat().st_mode) == 0o644 & ~umask  # rw-r--r--, not executable
-        with RunLock(folder) as second:
+        assert first.acquired is True and (folder / ".run.lock").is_file()
+        with RunLock(folder, wait=0.1) as second:
             assert second.acquired is False
-        with RunLock(folder) as third:  # the failed attempt did not release the holder's lock
+        with RunLock(folder, wait=0.1) as third:  # the failed attempt did not release the holder's lock
             assert not third.acquired
+    assert not (folder / ".run.lock").exists()  # released: no lock file, no claim file left
+    assert list(folder.iterdir()) == []
     with RunLock(folder) as again:
         assert again.acquired
+
+
+def test_run_lock_heartbeat_keeps_a_long_holder_and_expiry_frees_a_silent_one(tmp_path):
+    """A holder refreshes its lock (lifetime 1 s) for 2.5 s: nobody can take it. A holder whose
+    heartbeat stopped (a hung process, or a crashed one on another host) loses it once the lifetime
+    and flufl.lock's 10 s clock slop have passed."""
+    import time
+
+    folder = tmp_path / "run"
+    with RunLock(folder, lifetime=1.0) as held:
+        time.sleep(2.5)
+        with RunLock(folder, lifetime=1.0, wait=0.2) as other:
+            assert not other.acquired
+        assert not held.lost
+        held._stop.set()  # the heartbeat dies (the holder hangs)
+        held._thread.join()
+        t0 = time.time()
+        with RunLock(folder, lifetime=1.0, wait=20.0) as taker:
+            assert taker.acquired and 8.0 < time.time() - t0 < 20.0
+
+
+def test_run_lock_of_a_killed_process_is_broken_at_once(tmp_path):
+    """SIGKILL leaves the lock file behind; on the same host the next process sees that its holder
+    is gone and takes the lock without waiting for the lifetime (600 s here)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "run"
+    code = ("import sys, time; from benchmark.runs import RunLock; "
+            f"l = RunLock({str(folder)!r}, lifetime=600).__enter__(); print(l.acquired, flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "True"
+        with RunLock(folder, lifetime=600, wait=0.2) as busy:
+            assert not busy.acquired  # alive: really held
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert (folder / ".run.lock").exists()
+        t0 = time.time()
+        with RunLock(folder, lifetime=600, wait=0.2) as after:
+            assert after.acquired and time.time() - t0 < 5
+    finally:
+        proc.kill()
 
 
 def test_load_model_file_refuses_what_is_not_a_safe_model_file(tmp_path):

@@ -154,4 +154,4 @@ def test_data_is_an_alias_of_dataset():
     from benchmark.cli import build_parser
 
     args = build_parser().parse_args(["reproduce", "table2", "--data", "/d", "--data-seed", "3"])
-    assert args.dataset == "/d" and args.data_seed == 3
+    assert args.dataset == ["/d"] and args.data_seed == 3

@@ -1,5 +1,7 @@
 """PFED5 protocol: clip sampling against the official loader's rules, splits, augmentation."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -241,8 +243,10 @@ def test_tiny_scale_shrinks_every_method_input_the_same_way():
                                                              "heatmap_size": 56}, "rgb_resize": [256, 256],
                                                 "heatmap_render": 256, "heatmap_resize": 64}
     assert tiny.resolve(qafe, 80).to_json() == {"geometry": {"n_subclips": 2, "subclip_len": 8, "rgb_size": 40,
-                                                            "heatmap_size": 14}, "rgb_resize": [48, 48],
-                                               "heatmap_render": 48, "heatmap_resize": 16}
+                                                            "heatmap_size": 28}, "rgb_resize": [48, 48],
+                                               "heatmap_render": 128, "heatmap_resize": 32}
+    # heatmap_render: the scale's own size when set, else its frame size
+    assert dataclasses.replace(tiny, heatmap_render=None).resolve(qafe, 80).heatmap_render == 48
     c3d = InputSpec(rgb_size=112, rgb_resize=(171, 128), min_rgb_size=112, min_subclip_len=16)
     assert paper.resolve(c3d, 80).rgb_resize == (171, 128)
     t = tiny.resolve(c3d, 80)

@@ -268,8 +268,8 @@ def test_step_schedule_learning_rates_by_epoch(small_prepared, tmp_path):
                           training={"epochs": 5, "lr": 0.1, "lr_step": 2, "lr_gamma": 0.5}), tmp_path)
     res = execute(run, progress=False, log=lambda s: None)
     assert [e["lr"] for e in res["epochs"]] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
-    flat = resolve(RunSpec("tiny_linear", small_prepared.root, "smile", training={"epochs": 3, "lr_step": 0}),
-                   tmp_path)
+    flat = resolve(RunSpec("tiny_linear", small_prepared.root, "smile",
+                           training={"epochs": 3, "lr": 0.1, "lr_step": 0}), tmp_path)
     assert [e["lr"] for e in execute(flat, progress=False, log=lambda s: None)["epochs"]] == pytest.approx([0.1] * 3)
 
 

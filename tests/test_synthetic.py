@@ -218,7 +218,7 @@ def test_spec_overrides_and_errors():
     with pytest.raises(ConfigError, match="did you mean 'smile'"):
         syn.synthetic_spec("tiny", expressions=["smiles"])
     with pytest.raises(ConfigError, match="train_subjects"):
-        syn.synthetic_spec("tiny", train_subjects=10)
+        syn.synthetic_spec("tiny", train_subjects=30)
     with pytest.raises(ConfigError, match="unknown synthetic preset"):
         syn.synthetic_spec("huge")
     with pytest.raises(ConfigError, match="severity"):

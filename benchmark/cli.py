@@ -7,7 +7,7 @@
     qafe-bench reproduce  table1..table10|all [--dataset synthetic [synthetic-unbc]|DIR ...] [--scale tiny|paper] [--seeds 0 1 2]
     qafe-bench report     table1..table10|all [--dataset ...]      (re-render from run records, no training)
     qafe-bench score      VIDEO --checkpoint RUN/model.pt --expression smile
-    qafe-bench methods | tables
+    qafe-bench methods | tables | env
 
 Errors that qafe-bench raises on purpose (bad data, unknown names) are printed
 as one line without a traceback and exit with status 2.
@@ -89,6 +89,22 @@ def cmd_tables(args) -> int:
     return 0
 
 
+def cmd_env(args) -> int:
+    """Print the provenance a run record stores (package versions, git commit, device, threads)."""
+    import json
+
+    import torch
+
+    from .engine import default_device, provenance
+
+    device = torch.device(args.device or default_device())
+    info = provenance(device)
+    info["cuda_available"] = torch.cuda.is_available()
+    info["cpu_count"] = __import__("os").cpu_count()
+    print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
 def cmd_synth(args) -> int:
     from .data.synthetic import generate_synthetic
 
@@ -150,10 +166,26 @@ def cmd_heatmaps(args) -> int:
     return 0
 
 
+def _execute_runs(args, runs: list) -> list[dict]:
+    """Train ``runs`` (resolved) through the executor chosen by ``--executor`` (tasks carry only
+    their RunSpec; see :mod:`benchmark.executors`); returns each task's outcome."""
+    from .executors import make_executor, slurm_parameters, task_for
+
+    slurm = None
+    if args.executor == "slurm":
+        slurm = slurm_parameters(args.executor_config, partition=args.slurm_partition, gpus=args.slurm_gpus,
+                                 cpus=args.slurm_cpus, mem_gb=args.slurm_mem_gb, time_min=args.slurm_time,
+                                 account=args.slurm_account, qos=args.slurm_qos,
+                                 array_parallelism=args.slurm_array_parallelism)
+    executor = make_executor(args.executor, jobs=args.jobs, runs_dir=args.runs_dir, progress=not args.quiet,
+                             slurm=slurm, cluster=args.slurm_cluster, wait=args.wait)
+    tasks = [task_for(r, args.runs_dir, device=args.device, retry_failed=args.retry_failed) for r in runs]
+    return executor.run(tasks)
+
+
 def cmd_run(args) -> int:
-    from .engine import default_device, execute
     from .registry import get_method
-    from .runs import RunSpec, find_weights, resolve
+    from .runs import RunSpec, find_weights, read_result, resolve
 
     dataset = _dataset_path(args)
     weights = find_weights(get_method(args.method), args.weights)
@@ -162,7 +194,11 @@ def cmd_run(args) -> int:
                           weights=weights, control=args.control, split=args.split, clip_len=args.clip_len),
                   args.runs_dir)
     print(f"run {run.folder}")
-    res = execute(run, device=args.device or default_device(), progress=not args.quiet)
+    outcome = _execute_runs(args, [run])[0]
+    if outcome["status"] in ("submitted", "running"):
+        print(f"run {outcome['status']}" + (f" (job {outcome['job_id']})" if outcome.get("job_id") else ""))
+        return 0
+    res = read_result(run.folder) or outcome
     if res["status"] != "ok":
         print(f"run failed: {res.get('error', {}).get('message', res['status'])}", file=sys.stderr)
         return 1
@@ -265,7 +301,6 @@ def _plan_tables(args, datasets: list[_Dataset]) -> tuple[list[tuple[object, _Da
 
 def _report(args, *, train: bool) -> int:
     from .data.prepared import PreparedDataset
-    from .engine import default_device, execute
     from .report import render_index, render_statistics, render_table
     from .runs import read_result
     from .statistics import compare_statistics, dataset_statistics
@@ -303,10 +338,15 @@ def _report(args, *, train: bool) -> int:
 
     failed = 0
     if train:
-        for i, run in enumerate(todo.values(), 1):
-            print(f"[{i}/{len(todo)}] {run.folder.name}")
-            res = execute(run, device=args.device or default_device(), progress=not args.quiet)
-            failed += res["status"] == "failed"
+        outcomes = _execute_runs(args, list(todo.values()))
+        failed = sum(o["status"] == "failed" for o in outcomes)
+        interrupted = sum(o["status"] == "interrupted" for o in outcomes)
+        submitted = sum(o["status"] == "submitted" for o in outcomes)
+        if interrupted:
+            print(f"{interrupted} run(s) interrupted (worker killed); the same command resumes them", file=sys.stderr)
+        if submitted:
+            print(f"{submitted} job(s) submitted; `qafe-bench report ...` with the same arguments collects what has "
+                  "finished (re-run it while the jobs run)")
 
     rendered: dict = {}
     for spec, d, built in expanded:
@@ -374,12 +414,37 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--weights",
                             help="folder holding the authors' released checkpoints by original file name")
             sp.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+            ex = sp.add_argument_group("executor (where runs train; see benchmark/executors.py)")
+            ex.add_argument("--executor", default="local", choices=["local", "processes", "slurm"],
+                            help="local: in this process, one after the other (default); processes: --jobs at "
+                                 "once on this machine; slurm: an array job through submitit")
+            ex.add_argument("--jobs", type=int, default=2, help="runs at once with --executor processes (default 2)")
+            ex.add_argument("--retry-failed", action="store_true",
+                            help="train again runs recorded as failed (by default they are skipped and shown as failed)")
+            ex.add_argument("--executor-config", metavar="YAML",
+                            help="SLURM settings file (partition, gpus, cpus, mem_gb, time_min, account, qos, "
+                                 "array_parallelism); the --slurm-* options override it")
+            ex.add_argument("--slurm-partition")
+            ex.add_argument("--slurm-gpus", type=int, help="GPUs per run (gpus_per_node)")
+            ex.add_argument("--slurm-cpus", type=int, help="CPUs per run (cpus_per_task)")
+            ex.add_argument("--slurm-mem-gb", type=float)
+            ex.add_argument("--slurm-time", type=int, metavar="MINUTES", help="time limit per job")
+            ex.add_argument("--slurm-account")
+            ex.add_argument("--slurm-qos")
+            ex.add_argument("--slurm-array-parallelism", type=int, help="jobs of the array running at once")
+            ex.add_argument("--slurm-cluster", default="slurm", choices=["slurm", "local", "debug"],
+                            help=argparse.SUPPRESS)
+            ex.add_argument("--wait", action="store_true", help="with slurm: wait for the jobs to end")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sp = sub.add_parser("methods", help="list registered methods")
     sp.set_defaults(func=cmd_methods)
     sp = sub.add_parser("tables", help="list table specs")
     sp.set_defaults(func=cmd_tables)
+
+    sp = sub.add_parser("env", help="print the provenance a run record stores (versions, commit, device, threads)")
+    sp.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+    sp.set_defaults(func=cmd_env)
 
     sp = sub.add_parser("synth", help="generate the synthetic dataset")
     sp.add_argument("--out", required=True)

@@ -29,10 +29,14 @@ from .errors import DivergedError, QafeBenchError
 from .metrics import regression_metrics
 from .protocols import RHO, MetricSpec, get_protocol
 from .protocols.pfed5 import ClipDataset
-from .runs import ResolvedRun, RunLock, read_result, write_csv, write_json
+from .runs import ResolvedRun, RunLock, config_hash, read_result, write_csv, write_json
 
 MODEL_FORMAT = "qafe-bench-model"
 MODEL_VERSION = 1
+#: Version of ``result.json``'s layout; a record of another version is not reused (re-run).
+RESULT_FORMAT_VERSION = 2
+#: Version of the epoch checkpoint (``checkpoint_last.pt``): 2 adds every RNG state.
+CHECKPOINT_VERSION = 2
 
 
 # ------------------------------------------------------------------ provenance
@@ -160,26 +164,50 @@ def _loader(ds, batch_size: int, *, shuffle: bool, seed: int, epoch: int, worker
 
 
 # ------------------------------------------------------------------------ run
+def _finished(folder: Path, retry_failed: bool, log) -> dict | None:
+    """The record to return instead of training: an ``ok`` record, or a ``failed`` one unless
+    ``retry_failed``; None when the run must (re)start."""
+    done = read_result(folder)
+    if done is None:
+        return None
+    if done.get("status") == "ok":
+        return done
+    if done.get("status") == "failed" and not retry_failed:
+        log(f"[skip] {folder.name} failed earlier ({(done.get('error') or {}).get('type', 'error')}); "
+            "--retry-failed runs it again")
+        return done
+    return None
+
+
 def execute(run: ResolvedRun, *, device: str | torch.device = "cpu", progress: bool = True,
-            log: Callable[[str], None] = print) -> dict:
+            log: Callable[[str], None] = print, retry_failed: bool = False, lock_wait: float = 2.0) -> dict:
     """Execute (or skip, or resume) one run and return its ``result.json`` content.
 
-    A run whose ``result.json`` says ``ok`` is skipped. A run locked by another
-    process is skipped with status ``running``. Any error inside the run is
-    recorded in ``result.json`` with status ``failed`` (type, message, traceback,
-    epoch) and returned, not raised, so a grid of runs goes on.
+    A run whose ``result.json`` says ``ok`` is skipped; one that says ``failed`` too, unless
+    ``retry_failed``. A run locked by another live process (on any host sharing the folder,
+    :class:`~benchmark.runs.RunLock`) is skipped with status ``running``, and says so. The
+    finished-record check is repeated once the lock is held, so two processes started on one
+    run never both train it. Any error inside the run is recorded in ``result.json`` with
+    status ``failed`` (type, message, traceback) and returned, not raised, so a grid of runs
+    goes on; a run killed from outside (SIGKILL, a scheduler) leaves its last epoch checkpoint
+    and resumes from it exactly when started again. ``lock_wait``: seconds to wait for another
+    holder's lock (a requeued SLURM job waits out its predecessor's lock lifetime).
+
+    Raises:
+        ConfigError: the folder holds another run's ``config.json`` (a different run id).
     """
     folder = run.folder
-    done = read_result(folder)
-    if done and done.get("status") == "ok":
+    done = _finished(folder, retry_failed, log)
+    if done is not None:
         return done
-    with RunLock(folder) as lock:
+    with RunLock(folder, wait=lock_wait) as lock:
         if not lock.acquired:
             log(f"[skip] {folder.name} is running in another process")
             return {"status": "running", "run_id": run.run_id}
-        done = read_result(folder)  # another process may have finished it while we waited for the lock
-        if done and done.get("status") == "ok":
+        done = _finished(folder, retry_failed, log)  # another process may have finished it meanwhile
+        if done is not None:
             return done
+        _check_folder_is_this_run(folder, run)
         write_json(folder / "config.json", run.config)
         t0 = time.time()
         try:
@@ -187,6 +215,7 @@ def execute(run: ResolvedRun, *, device: str | torch.device = "cpu", progress: b
         except Exception as exc:  # noqa: BLE001 - record every failure
             result = {
                 "status": "failed",
+                "format_version": RESULT_FORMAT_VERSION,
                 "run_id": run.run_id,
                 "error": {"type": type(exc).__name__, "message": str(exc),
                           "traceback": traceback.format_exc(limit=20)},
@@ -236,8 +265,8 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
     start_epoch = 0
     ckpt_path = folder / "checkpoint_last.pt"
     if ckpt_path.is_file():  # resume
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        if state.get("run_id") == run.run_id:
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if state.get("run_id") == run.run_id and state.get("version") == CHECKPOINT_VERSION:
             model.load_state_dict(state["model"])
             loss_fn.load_state_dict(state["loss"])
             if optimizer is not None and state.get("optimizer"):
@@ -247,8 +276,11 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
             history = json.loads(state["history"])
             start_epoch = int(state["epoch"]) + 1
             if (folder / "eval_history.csv").is_file():
-                eval_rows.append(pd.read_csv(folder / "eval_history.csv", dtype={"video_id": str}))
-            log(f"[resume] {folder.name} from epoch {start_epoch}")
+                ev = pd.read_csv(folder / "eval_history.csv", dtype={"video_id": str})
+                # an evaluation written after the checkpoint (killed before the next one) is redone
+                eval_rows.append(ev[ev["epoch"] <= start_epoch])
+            set_rng_states(state["rng"])
+            log(f"[resume] {folder.name} from epoch {start_epoch + 1}")
 
     test_loader = _loader(test_ds, max(1, cfg.batch_size), shuffle=False, seed=seed, epoch=0, workers=cfg.num_workers)
     epochs = cfg.epochs if optimizer is not None else 1
@@ -311,7 +343,10 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
     all_evals = pd.concat(eval_rows, ignore_index=True)
     return {
         "status": "ok",
+        "format_version": RESULT_FORMAT_VERSION,
         "run_id": run.run_id,
+        "harness": {"qafe_bench": _version(), "protocol": protocol.name,
+                    "protocol_version": getattr(protocol, "version", 1)},
         "metrics": {
             "final": regression_metrics(predictions["label"], predictions["prediction"]),
             "test_selected": _test_selected(all_evals, protocol.headline),
@@ -349,11 +384,70 @@ def _torch_bytes(obj) -> bytes:
     return buf.getvalue()
 
 
+def _version() -> str:
+    import benchmark
+
+    return benchmark.__version__
+
+
+def _check_folder_is_this_run(folder: Path, run: ResolvedRun) -> None:
+    """Refuse a run folder whose ``config.json`` belongs to another run id (a copied or renamed
+    folder): nothing in it is touched."""
+    from .errors import ConfigError
+
+    p = folder / "config.json"
+    if not p.is_file():
+        return
+    try:
+        other = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return  # a half-written config of this run: rewritten below
+    other_id = config_hash(other) if isinstance(other, dict) else None
+    if other_id is not None and other_id != run.run_id:
+        raise ConfigError(f"{folder}: this folder holds the config of run {other_id}, not of run {run.run_id}; "
+                          "it was copied or renamed: move it away (or delete it) and start the run again")
+
+
+def rng_states() -> dict:
+    """Every random state a training step can draw from: torch CPU (and CUDA when present),
+    numpy's global generator and Python's ``random``, as tensors and lists (loadable with
+    ``torch.load(weights_only=True)``)."""
+    import random
+
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": gauss_next},
+    }
+
+
+def set_rng_states(states: dict) -> None:
+    """Restore what :func:`rng_states` returned."""
+    import random
+
+    torch.set_rng_state(states["torch"])
+    if states.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    n = states["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    py = states["python"]
+    random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss_next"]))
+
+
 def _save_checkpoint(path: Path, run: ResolvedRun, model, loss_fn, optimizer, scheduler, epoch: int, history) -> None:
+    """Atomically write the epoch checkpoint: model, loss (e.g. a learned sigma, a GAI GMM),
+    optimiser, scheduler, every RNG state, the epoch and the history."""
     atomic_write_bytes(path, _torch_bytes({
-        "run_id": run.run_id, "epoch": epoch, "model": model.state_dict(), "loss": loss_fn.state_dict(),
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None,
-        "history": json.dumps(history),
+        "version": CHECKPOINT_VERSION, "run_id": run.run_id, "epoch": epoch, "model": model.state_dict(),
+        "loss": loss_fn.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler else None, "history": json.dumps(history),
+        "rng": rng_states(),
     }))
 
 

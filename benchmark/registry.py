@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 from importlib.metadata import entry_points
 
 from .api import Method
@@ -25,12 +26,29 @@ def _norm(name: str) -> str:
     return name.strip().lower().replace("-", "_").replace(" ", "_")
 
 
+#: Environment variable naming extra methods without packaging them: ``name=module:Class`` pairs
+#: separated by commas (the module must be importable). Inherited by executor workers.
+ENV_METHODS = "QAFE_BENCH_METHODS"
+
+
+def _env_methods() -> dict[str, str]:
+    out = {}
+    for item in filter(None, (x.strip() for x in os.environ.get(ENV_METHODS, "").split(","))):
+        name, sep, target = item.partition("=")
+        if not sep or ":" not in target:
+            raise UnknownMethodError(f"${ENV_METHODS}: {item!r} is not name=module:Class")
+        out[_norm(name)] = target.strip()
+    return out
+
+
 def _entries() -> dict[str, tuple[str, str]]:
     """normalised name -> (target "module:attr", origin)."""
     out: dict[str, tuple[str, str]] = {}
     for ep in entry_points(group=GROUP):
         origin = ep.dist.name if ep.dist is not None else "unknown"
         out[_norm(ep.name)] = (ep.value, "in-tree" if origin == "qafe-bench" else origin)
+    for name, target in _env_methods().items():
+        out[name] = (target, f"${ENV_METHODS}")
     for name, target in _extra.items():
         out[_norm(name)] = (target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}",
                             "registered")

@@ -98,6 +98,7 @@ class ResolvedRun:
     training: TrainingConfig
     clip: ClipSettings
     protocol: Protocol | None = None
+    spec: "RunSpec | None" = None
 
 
 #: Training settings that cannot change a run's results, left out of its id.
@@ -192,6 +193,7 @@ def resolve(spec: RunSpec, runs_dir: str | Path) -> ResolvedRun:
                     "backend": dataset.manifest.get("backend", {}).get("name"),
                     "crop": dataset.crop_spec()},
         "protocol": card.protocol,
+        "protocol_version": protocol.version,
         **({"protocol_info": info} if (info := protocol.config_info(card)) else {}),
         "expression": expression,
         "split": split,
@@ -208,7 +210,7 @@ def resolve(spec: RunSpec, runs_dir: str | Path) -> ResolvedRun:
     run_id = config_hash(config)
     tag = protocol.folder_tag(split)
     folder = Path(runs_dir) / f"{method_cls.name}-{expression}{'-' + tag if tag else ''}-s{spec.seed}-{run_id}"
-    return ResolvedRun(config, run_id, folder, method, dataset, card, scale, training, clip, protocol)
+    return ResolvedRun(config, run_id, folder, method, dataset, card, scale, training, clip, protocol, spec)
 
 
 def find_recorded_run(run: ResolvedRun, runs_dir: str | Path, ignore: tuple[str, ...] = ("pretrained",)

@@ -392,13 +392,16 @@ def _cell_values(cell: CellRuns, selection: str, metric: str, headline: MetricSp
         per_partition += [_metric(f["label"], f["prediction"], metric) for f in frames]
         pool = pd.concat(frames, ignore_index=True)
         pooled.append(_metric(pool["label"], pool["prediction"], metric))
-        pool = pool.assign(video_id=pool["video_id"].astype(str) if "video_id" in pool else pool.index.astype(str))
+        pool = pool.assign(video_id=pool["video_id"].astype(str) if "video_id" in pool else
+                           pd.Series(range(len(pool)), index=pool.index).astype(str))
         if "subject" not in pool:  # test-selected frames come from eval_history.csv, which has no subject
             subjects = pd.concat([pd.read_csv(r.folder / "predictions.csv", dtype={"video_id": str, "subject": str})
                                   for r in runs])
-            subjects = subjects[["video_id", "subject"]] if "subject" in subjects else subjects[["video_id"]].assign(
-                subject=None)
-            pool = pool.merge(subjects.drop_duplicates("video_id"), on="video_id", how="left")
+            if {"video_id", "subject"} <= set(subjects.columns):
+                pool = pool.merge(subjects[["video_id", "subject"]].drop_duplicates("video_id"), on="video_id",
+                                  how="left")
+            else:
+                pool = pool.assign(subject=None)
         seed_frames.append(pool[["video_id", "subject", "label", "prediction"]].sort_values("video_id",
                                                                                            kind="stable"))
     return pooled, per_partition, len(pooled), failed, missing, seed_frames

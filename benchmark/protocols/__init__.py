@@ -103,9 +103,13 @@ class Protocol:
         metrics: every metric reported, headline first.
         pooled: tables pool the partitions' predictions (cross-validation) before
             computing a metric; otherwise there is one partition and nothing to pool.
+        version: bump when a change alters what a run computes (sampling, partitions,
+            metrics): it is hashed into every run id, so records made under an older
+            version are never reused.
     """
 
     name: ClassVar[str] = ""
+    version: ClassVar[int] = 1
     title: ClassVar[str] = ""
     clip_len: ClassVar[int] = 80
     test_clips: ClassVar[str] = "even"

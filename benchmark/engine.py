@@ -237,6 +237,7 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
     protocol = run.protocol or get_protocol(run.card.protocol)
     part = protocol.partition(run.dataset, run.card, run.config["expression"], run.config["split"])
     train_df, test_df = part.train, part.test
+    run.dataset.check_files([*train_df["video_id"], *test_df["video_id"]])  # files = what prepare wrote
     if run.config["control"] == "shuffled_labels":
         perm = np.random.default_rng([seed, 7919]).permutation(len(train_df))
         train_df = train_df.assign(label=train_df["label"].to_numpy()[perm])

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,7 +227,8 @@ def read_pfed5_index(raw: str | Path, card: str | DatasetCard = "pfed5") -> list
                 ) from None
             patient = vid.rsplit("_", 1)[-1]
             folder = raw / patient / vid[:11]
-            item = VideoItem(safe_video_id(vid), folder.resolve(), vid, patient, expression, lab, split, where, n)
+            item = VideoItem(safe_video_id(vid), check_inside(raw, Path(patient) / vid[:11], where), vid, patient,
+                             expression, lab, split, where, n)
             items.append(item)
             if not folder.is_dir():
                 missing.append(f"{where}: frame folder {folder} does not exist")
@@ -249,6 +251,23 @@ def read_pfed5_index(raw: str | Path, card: str | DatasetCard = "pfed5") -> list
                 f"{_listing(mismatched)}. Re-extract the frames or correct column 3"
             )
     return items
+
+
+def check_inside(raw: Path, path: Path, where: str) -> Path:
+    """``path`` (resolved, symlinks followed) after checking that, as written, it lies inside the
+    raw dataset folder ``raw`` (``..`` collapsed lexically; a symlink placed inside the dataset
+    folder may point anywhere: linking data in is how large datasets are assembled).
+
+    Raises:
+        DataError: naming ``where``, the path and the fix (a ``../`` or absolute path leaving the
+            dataset folder: an index must describe its dataset, nothing else on disk).
+    """
+    root = os.path.abspath(raw)
+    lexical = os.path.normpath(os.path.join(root, os.fspath(path)))
+    if lexical != root and not lexical.startswith(root + os.sep):
+        raise DataError(f"{where}: {path} lies outside the dataset folder {root}; list videos by paths relative "
+                        "to it (no '..', no absolute paths elsewhere): move or link the video into the dataset folder")
+    return Path(lexical).resolve()
 
 
 def read_folder_index(raw: str | Path, card: str | DatasetCard, labels_csv: str | Path | None = None) -> list[VideoItem]:
@@ -302,13 +321,13 @@ def read_folder_index(raw: str | Path, card: str | DatasetCard, labels_csv: str 
         lab = card.check_label(label, where)
         if split.lower() not in SPLITS:
             raise DataError(f"{where}: split {split!r} must be one of {', '.join(SPLITS)}")
-        src = Path(video) if Path(video).is_absolute() else raw / video
-        # id: the path as written (relative to raw) without a video extension; an
-        # absolute path contributes only its last component.
-        stem = Path(video).name if Path(video).is_absolute() else video
+        resolved = check_inside(raw, Path(video), where)  # an absolute path must lie inside raw too
+        src = raw / video
+        # id: the path relative to raw, as written, without a video extension
+        stem = os.path.relpath(os.path.normpath(os.path.join(os.path.abspath(raw), video)), os.path.abspath(raw))
         if is_video_file(stem):
             stem = stem[: -len(Path(stem).suffix)]
-        items.append(VideoItem(safe_video_id(stem.strip("/\\")), src.resolve(), video, subject, expr, lab,
+        items.append(VideoItem(safe_video_id(stem.strip("/\\")), resolved, video, subject, expr, lab,
                                split.lower(), where))
         if not src.exists():
             missing.append(f"{where}: {src} does not exist")

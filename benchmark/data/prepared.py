@@ -49,6 +49,8 @@ VIDEO_COLUMNS = [
     "num_frames", "fps", "faces_found", "source",
 ]
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+#: (dataset root, video id) pairs whose files this process has checked against the manifest.
+_VERIFIED: set[tuple[str, str]] = set()
 _SOURCE_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 #: Name of the landmark source every prepared dataset has (the backend's points in ``landmarks/``).
 DETECTED_SOURCE = "detected"
@@ -583,10 +585,34 @@ class PreparedDataset:
         points = np.load(p, allow_pickle=False).astype(np.float32)
         return points, np.isfinite(points).all(axis=(1, 2))
 
-    def verify(self) -> list[str]:
-        """Recompute every checksum; return the ids whose files changed since ``prepare``."""
+    def check_files(self, video_ids: Iterable[str]) -> None:
+        """Recompute the checksums of ``video_ids`` (once per process per video) and refuse files
+        that changed since ``prepare`` (the engine checks every video a run reads before training).
+
+        Raises:
+            ManifestError: naming the changed videos, ``manifest.json`` and the fix.
+        """
+        root = str(self.root.resolve())
+        todo = [v for v in dict.fromkeys(map(str, video_ids)) if (root, v) not in _VERIFIED]
+        bad = self.verify(todo)
+        if bad:
+            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+            raise ManifestError(
+                f"{self.root}: the files of video(s) {', '.join(bad[:5])}{more} do not match the checksums in "
+                f"{self.root / 'manifest.json'} (changed or damaged since prepare); run the same prepare command "
+                "again, which prepares changed videos anew, or restore the files")
+        _VERIFIED.update((root, v) for v in todo)
+
+    def verify(self, video_ids: Iterable[str] | None = None) -> list[str]:
+        """Recompute the checksums (of every video, or of ``video_ids``); return the ids whose files
+        changed (or vanished) since ``prepare``."""
         bad = []
-        for vid, entry in self.manifest["videos"].items():
+        videos = self.manifest["videos"]
+        wanted = videos.items() if video_ids is None else [(v, videos.get(v)) for v in video_ids]
+        for vid, entry in wanted:
+            if entry is None or not (self.root / "landmarks" / f"{vid}.npz").is_file():
+                bad.append(vid)
+                continue
             if sha256_file(self.root / "landmarks" / f"{vid}.npz") != entry["landmarks_sha256"]:
                 bad.append(vid)
                 continue
@@ -596,7 +622,11 @@ class PreparedDataset:
                 bad.append(vid)
                 continue
             if self.frame_format == "npy":
-                sha = sha256_file(self.root / "frames" / f"{vid}.npy")
+                fp = self.root / "frames" / f"{vid}.npy"
+                if not fp.is_file():
+                    bad.append(vid)
+                    continue
+                sha = sha256_file(fp)
             else:
                 h = hashlib.sha256()
                 for f in sorted((self.root / "frames" / vid).glob("*.jpg")):

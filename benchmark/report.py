@@ -1,13 +1,16 @@
 """Report rendering: CSV files and a static HTML page per table (jinja2, autoescaped).
 
-Output folder ``reports/output/<card>-<content hash[:8]>-<scale>/`` (or ``--out``):
+Output folder ``<output root>/reports/output/<card>-<content hash[:8]>-<scale>/`` (or ``--out``;
+the output root is the current directory unless ``$QAFE_BENCH_OUTPUT`` or ``--output-root`` says
+otherwise, :mod:`benchmark.paths`):
 
     index.html                    links to every rendered table
     <table>.html                  reproduced beside published, difference, tolerance marks,
                                   both model-selection rules, method options that follow
                                   the released code instead of the paper, provenance
-    <table>.csv                   the paper's layout (test-selected, as published)
-    <table>_final.csv             the same with final-epoch selection
+    <table>.csv                   the paper's layout with the honest model selection (final epoch, or
+                                  best validation epoch with --selection validation)
+    <table>_test_selected.csv     the same with the official rule (best test epoch), as published
     <table>_long.csv              every cell with std, seed counts, status and run folders
     table1.html / .csv            dataset statistics beside the published Table 1 (no runs)
 """
@@ -46,9 +49,9 @@ _env.filters["fmt"] = _fmt
 
 def output_dir_for(card: str, content_hash: str, scale: str, base: Path | None = None) -> Path:
     """Default report folder for a dataset and scale."""
-    from .paths import reports_dir
+    from .paths import reports_output_dir
 
-    return (base or reports_dir() / "output") / f"{card}-{content_hash[:8]}-{scale}"
+    return (base or reports_output_dir()) / f"{card}-{content_hash[:8]}-{scale}"
 
 
 def _row_details(spec: TableSpec, cells: list[CellRuns]) -> list[dict]:
@@ -90,18 +93,27 @@ def _row_details(spec: TableSpec, cells: list[CellRuns]) -> list[dict]:
 
 
 def render_table(spec: TableSpec, cells: list[CellRuns], not_run, out_dir: Path, *, scale: str,
-                 seeds: list[int], dataset_info: dict) -> dict[str, Path]:
-    """Write the CSV files and the HTML page of one table; return their paths."""
+                 seeds: list[int], dataset_info: dict, selection: str = "final") -> dict[str, Path]:
+    """Write the CSV files and the HTML page of one table; return their paths.
+
+    ``selection`` is the honest model selection the headline uses (``final``, or ``validation``
+    when the runs held out a validation split): ``<id>.csv`` carries it; ``<id>_test_selected.csv``
+    the official rule (best test epoch), labelled as such; the page shows both side by side.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    tables = {sel: build_table(spec, cells, not_run, sel) for sel in SELECTIONS}
+    shown = [selection, "test_selected"] + (["final"] if selection != "final" else [])
+    tables = {sel: build_table(spec, cells, not_run, sel) for sel in shown}
     paths = {}
     long = pd.concat([t.assign(selection=sel) for sel, t in tables.items()], ignore_index=True)
     paths["long_csv"] = out_dir / f"{spec.id}_long.csv"
     atomic_write_text(paths["long_csv"], long.to_csv(index=False))
     paths["csv"] = out_dir / f"{spec.id}.csv"
-    atomic_write_text(paths["csv"], wide(tables["test_selected"], spec).to_csv(index=False))
-    paths["final_csv"] = out_dir / f"{spec.id}_final.csv"
-    atomic_write_text(paths["final_csv"], wide(tables["final"], spec).to_csv(index=False))
+    atomic_write_text(paths["csv"], wide(tables[selection], spec).to_csv(index=False))
+    paths["test_selected_csv"] = out_dir / f"{spec.id}_test_selected.csv"
+    atomic_write_text(paths["test_selected_csv"], wide(tables["test_selected"], spec).to_csv(index=False))
+    if selection != "final":
+        paths["final_csv"] = out_dir / f"{spec.id}_final.csv"
+        atomic_write_text(paths["final_csv"], wide(tables["final"], spec).to_csv(index=False))
 
     views = []
     for sel, df in tables.items():

@@ -33,15 +33,18 @@ import yaml
 
 from .errors import ConfigError
 from .metrics import avg_corr, bootstrap_ci, fisher_z_avg_corr, regression_metrics
-from .paths import reports_dir
+from .paths import published_dir, specs_dir
 from .protocols import RHO, MetricSpec, get_protocol
 from .registry import is_registered
 from .runs import ResolvedRun, RunSpec, find_recorded_run, read_result, resolve
 
 SELECTIONS = {
-    "test_selected": "best test epoch (the official code's rule; optimistic)",
+    "test_selected": "selected on the test set: best test epoch (the official code's rule; optimistic)",
     "final": "final epoch (honest: no test-set model selection)",
+    "validation": "best validation epoch (honest: a held-out split of the training subjects, --selection validation)",
 }
+#: The selections that never look at the test set; the headline CSV and the leaderboard use one of them.
+HONEST_SELECTIONS = ("final", "validation")
 
 
 COLUMN_KINDS = ("expression", "metric")
@@ -117,7 +120,7 @@ class TableSpec:
 
 
 def spec_path(table_id: str) -> Path:
-    return reports_dir() / "specs" / f"{table_id}.yaml"
+    return specs_dir() / f"{table_id}.yaml"
 
 
 def available_tables() -> list[str]:
@@ -127,7 +130,7 @@ def available_tables() -> list[str]:
         digits = name[len("table"):]
         return (0, int(digits), "") if name.startswith("table") and digits.isdigit() else (1, 0, name)
 
-    return sorted((p.stem for p in (reports_dir() / "specs").glob("*.yaml")), key=key)
+    return sorted((p.stem for p in specs_dir().glob("*.yaml")), key=key)
 
 
 def audit_published(spec: "TableSpec") -> list[dict]:
@@ -188,9 +191,9 @@ def load_spec(table_id: str):
     if raw.get("kind") == "statistics":
         from .statistics import load_statistics_spec
 
-        return load_statistics_spec(raw, path, reports_dir() / "published")
+        return load_statistics_spec(raw, path, published_dir())
     try:
-        published = read_published(reports_dir() / "published" / raw["published"])
+        published = read_published(published_dir() / raw["published"])
         rows = [_row(r, True, path) for r in raw["rows"]] + [_row(r, False, path) for r in raw.get("extra_rows", [])]
         kind = raw.get("column_kind", "expression")
         spec = TableSpec(
@@ -264,7 +267,8 @@ class CellRuns:
 
 def expand(spec: TableSpec, dataset: str | Path, *, scale: str, seeds: list[int], runs_dir: str | Path,
            weights: dict[str, dict[str, Path]] | None = None,
-           training: dict | None = None, find_recorded: bool = False) -> tuple[list[CellRuns], list[TableRow]]:
+           training: dict | None = None, find_recorded: bool = False,
+           validation: float = 0.0) -> tuple[list[CellRuns], list[TableRow]]:
     """Resolve every run a table needs: per (row, column) cell, one run per seed and
     partition of the spec's protocol (cells of metric columns share their runs).
 
@@ -315,7 +319,7 @@ def expand(spec: TableSpec, dataset: str | Path, *, scale: str, seeds: list[int]
                                         scale=scale, options=row.options,
                                         training={**row.training, **(training or {})},
                                         weights=row_weights, split=part,
-                                        clip_len=row.clip_len), runs_dir)
+                                        clip_len=row.clip_len, validation=validation), runs_dir)
                         for s in seeds for part in partitions]
                 if find_recorded:
                     runs = [r if read_result(r.folder) else (find_recorded_run(r, runs_dir) or r) for r in runs]
@@ -329,9 +333,11 @@ def selected_predictions(folder: Path, selection: str, headline: MetricSpec = RH
 
     Args:
         folder: the run folder.
-        selection: ``final`` (``predictions.csv``) or ``test_selected`` (the evaluated epoch of
+        selection: ``final`` (``predictions.csv``), ``test_selected`` (the evaluated epoch of
             ``eval_history.csv`` with the best ``headline`` metric, the earliest on ties; an
-            epoch whose metric is undefined only when every epoch's is).
+            epoch whose metric is undefined only when every epoch's is) or ``validation`` (the
+            test predictions of the epoch with the best headline metric on ``val_history.csv``;
+            none when the run held out no validation split).
         headline: the protocol's headline metric (its direction decides "best").
 
     Returns:
@@ -340,6 +346,16 @@ def selected_predictions(folder: Path, selection: str, headline: MetricSpec = RH
     if selection == "final":
         return pd.read_csv(folder / "predictions.csv")
     ev = pd.read_csv(folder / "eval_history.csv")
+    if selection == "validation":  # the test predictions of the best validation epoch
+        if not (folder / "val_history.csv").is_file():
+            return ev.iloc[0:0]
+        val = pd.read_csv(folder / "val_history.csv")
+        best_epoch, best_value = None, float("nan")
+        for epoch, grp in val.groupby("epoch"):
+            v = _metric(grp["label"], grp["prediction"], headline.name)
+            if best_epoch is None or headline.better(v, best_value):
+                best_epoch, best_value = epoch, v
+        return ev[ev["epoch"] == best_epoch]
     best, best_value = None, float("nan")
     for _, grp in ev.groupby("epoch"):
         v = _metric(grp["label"], grp["prediction"], headline.name)

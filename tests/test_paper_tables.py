@@ -121,7 +121,8 @@ def test_a_row_can_only_drop_a_pretrained_role(tmp_path, monkeypatch):
     (tmp_path / "specs" / "tx.yaml").write_text(
         "id: tx\npaper_table: 4\ntitle: t\ndataset_protocol: pfed5\npublished: t.csv\npublished_key: input\n"
         "metric: rho_x100\ncolumns: [smile]\nrows:\n  - {label: A, method: qafe_net, pretrained: {heatmap: x.pth}}\n")
-    monkeypatch.setattr(tables, "reports_dir", lambda: tmp_path)
+    monkeypatch.setattr(tables, "specs_dir", lambda: tmp_path / "specs")
+    monkeypatch.setattr(tables, "published_dir", lambda: tmp_path / "published")
     with pytest.raises(ConfigError, match="a row can only drop a role"):
         tables.load_spec("tx")
 

@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 from benchmark.cards import PFED5_EXPRESSIONS
-from benchmark.paths import reports_dir, shared_dir
+from benchmark.paths import published_dir, shared_dir
 
-PUB = reports_dir() / "published"
+PUB = published_dir()
 SHARED = shared_dir() / "paper"
 
 

@@ -149,7 +149,7 @@ def test_test_selected_takes_the_best_defined_epoch(spec, tmp_path):
     assert math.isnan(_cell(sel, "QAFE-Net", "frown")["reproduced"])  # no epoch with a defined rho
     final = build_table(spec, cells, [], "final")
     assert _cell(final, "QAFE-Net", "smile")["reproduced"] == pytest.approx(40.0)
-    with pytest.raises(ConfigError, match="^unknown model selection 'best'; choose one of test_selected, final$"):
+    with pytest.raises(ConfigError, match="^unknown model selection .best.; choose one of test_selected, final, validation$"):
         build_table(spec, cells, [], "best")
     with pytest.raises(ConfigError, match="^protocol 'pfed5' reports no metric 'kendall'; it reports rho_x100, mae, rmse$"):
         build_table(replace(spec, metric="kendall"), cells, [], "final")
@@ -228,7 +228,8 @@ def test_load_spec_errors_name_the_file(tmp_path, monkeypatch):
     pd.DataFrame({"method": ["A"], "smile": [1.0]}).to_csv(tmp_path / "published" / "p.csv", index=False)
     base = ("id: t\ntitle: T\npaper_table: 2\ndataset_protocol: pfed5\npublished: p.csv\npublished_key: method\n"
             "metric: rho_x100\ncolumns: [smile]\n")
-    monkeypatch.setattr(tables, "reports_dir", lambda: tmp_path)
+    monkeypatch.setattr(tables, "specs_dir", lambda: tmp_path / "specs")
+    monkeypatch.setattr(tables, "published_dir", lambda: tmp_path / "published")
     (tmp_path / "specs" / "ok.yaml").write_text(
         base + "rows:\n  - {label: A, method: a, options: {o: 2}, training: {epochs: 3}}\n"
         "extra_rows:\n  - {label: B, method: b, options: {k: 1}, training: {lr: 0.5}}\n  - {label: C, method: c}\n")

@@ -16,13 +16,13 @@ as one line without a traceback and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import QafeBenchError
 
-DEFAULT_RUNS = Path("runs")
 
 
 def _kv(items: list[str] | None, flag: str) -> dict:
@@ -316,7 +316,8 @@ def _report(args, *, train: bool) -> int:
             continue
         cells, not_run = expand(spec, d.path, scale=args.scale, seeds=args.seeds, runs_dir=args.runs_dir,
                                 weights=weights, training=_kv(args.train, "--train"),
-                                find_recorded=not train and not getattr(args, "weights", None))
+                                find_recorded=not train and not getattr(args, "weights", None),
+                                validation=args.validation_fraction if args.selection == "validation" else 0.0)
         expanded.append((spec, d, (cells, not_run)))
 
     # the plan: every distinct run once, whichever tables share it
@@ -355,7 +356,8 @@ def _report(args, *, train: bool) -> int:
             paths = render_statistics(spec, stats, compare_statistics(stats, spec.published), d.out_dir,
                                       scale=args.scale, dataset_info=d.info)
         else:
-            paths = render_table(spec, *built, d.out_dir, scale=args.scale, seeds=args.seeds, dataset_info=d.info)
+            paths = render_table(spec, *built, d.out_dir, scale=args.scale, seeds=args.seeds, dataset_info=d.info,
+                                 selection=args.selection)
         rendered.setdefault(d.name, []).append({"id": spec.id, "title": spec.title, "html": paths["html"].name,
                                                 "csv": paths["csv"].name})
         print(f"{spec.id}: {paths['html']}  {paths['csv']}")
@@ -407,8 +409,11 @@ def build_parser() -> argparse.ArgumentParser:
                             help="prepared dataset folder, or 'synthetic' (PFED5-like) / 'synthetic-unbc' "
                                  "(UNBC-McMaster-like), generated on first use (default: synthetic)")
         sp.add_argument("--scale", default="tiny", choices=["tiny", "paper"], help="default: tiny")
-        sp.add_argument("--runs-dir", default=str(DEFAULT_RUNS),
-                        help="run records, and the generated synthetic data under data/ (default: ./runs)")
+        sp.add_argument("--output-root", metavar="DIR",
+                        help="where runs/ and reports/output/ go (default: $QAFE_BENCH_OUTPUT, else the current "
+                             "directory)")
+        sp.add_argument("--runs-dir", default=None,
+                        help="run records, and the generated synthetic data under data/ (default: <output root>/runs)")
         sp.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic dataset")
         if trains:
             sp.add_argument("--weights",
@@ -497,9 +502,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="table id (table1 .. table10) or 'all' (every table whose protocol a --dataset uses; "
                              "the others are listed as skipped)")
         sp.add_argument("--seeds", type=int, nargs="+", default=[0])
+        sp.add_argument("--selection", default="final", choices=["final", "validation"],
+                        help="the honest model selection of the headline CSV and the leaderboard: the final epoch "
+                             "(default), or the best epoch on a validation split of the training subjects (runs "
+                             "with one held out; see --validation-fraction). The official rule, best test epoch, is "
+                             "always shown beside it, labelled 'selected on the test set'")
+        sp.add_argument("--validation-fraction", type=float, default=0.2,
+                        help="share of the training subjects held out with --selection validation (default 0.2)")
         sp.add_argument("--rows", nargs="+", metavar="LABEL",
                         help="only these rows of the table (their labels, e.g. 'QAFE-Net, summation')")
-        sp.add_argument("--out", help="report folder (default reports/output/<dataset>-<scale>)")
+        sp.add_argument("--out", help="report folder (default <output root>/reports/output/<dataset>-<hash>-<scale>)")
         sp.add_argument("--train", action="append", metavar="SETTING=VALUE",
                         help="training setting override for every run of the table (e.g. epochs=2)")
         common_run(sp, several=True)
@@ -520,6 +532,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``qafe-bench`` console script."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "output_root", None):
+        from .paths import ENV_OUTPUT
+
+        os.environ[ENV_OUTPUT] = str(args.output_root)  # also seen by executor workers
+    if hasattr(args, "runs_dir") and args.runs_dir is None:
+        from .paths import runs_dir
+
+        args.runs_dir = str(runs_dir())
     try:
         return args.func(args)
     except QafeBenchError as exc:

@@ -238,6 +238,7 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
     part = protocol.partition(run.dataset, run.card, run.config["expression"], run.config["split"])
     train_df, test_df = part.train, part.test
     run.dataset.check_files([*train_df["video_id"], *test_df["video_id"]])  # files = what prepare wrote
+    train_df, val_df = validation_split(train_df, float(run.config.get("validation", 0.0)), seed)
     if run.config["control"] == "shuffled_labels":
         perm = np.random.default_rng([seed, 7919]).permutation(len(train_df))
         train_df = train_df.assign(label=train_df["label"].to_numpy()[perm])
@@ -249,6 +250,9 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
     test_ds = ClipDataset(run.dataset, test_df, settings, train=False, seed=seed,
                           exemplar_pool=exemplar_pool, exemplars=method.exemplars, test_clips=protocol.test_clips,
                           test_samplings=protocol.test_samplings)
+    val_ds = ClipDataset(run.dataset, val_df, settings, train=False, seed=seed, exemplar_pool=exemplar_pool,
+                         exemplars=method.exemplars, test_clips=protocol.test_clips,
+                         test_samplings=protocol.test_samplings) if len(val_df) else None
 
     model = method.build_model().to(device)
     loss_fn = method.build_loss().to(device)
@@ -263,6 +267,7 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
 
     history: list[dict] = []
     eval_rows: list[pd.DataFrame] = []
+    val_rows: list[pd.DataFrame] = []
     start_epoch = 0
     ckpt_path = folder / "checkpoint_last.pt"
     if ckpt_path.is_file():  # resume
@@ -280,10 +285,15 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
                 ev = pd.read_csv(folder / "eval_history.csv", dtype={"video_id": str})
                 # an evaluation written after the checkpoint (killed before the next one) is redone
                 eval_rows.append(ev[ev["epoch"] <= start_epoch])
+            if (folder / "val_history.csv").is_file():
+                ev = pd.read_csv(folder / "val_history.csv", dtype={"video_id": str})
+                val_rows.append(ev[ev["epoch"] <= start_epoch])
             set_rng_states(state["rng"])
             log(f"[resume] {folder.name} from epoch {start_epoch + 1}")
 
     test_loader = _loader(test_ds, max(1, cfg.batch_size), shuffle=False, seed=seed, epoch=0, workers=cfg.num_workers)
+    val_loader = _loader(val_ds, max(1, cfg.batch_size), shuffle=False, seed=seed, epoch=0,
+                         workers=cfg.num_workers) if val_ds is not None else None
     epochs = cfg.epochs if optimizer is not None else 1
     t_start = time.time()
     for epoch in range(start_epoch, epochs):
@@ -320,6 +330,13 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
             entry.update({f"test_{k}": v for k, v in m.items() if k != "n"})
             eval_rows.append(pd.DataFrame({"epoch": epoch + 1, "video_id": test_df["video_id"],
                                            "label": test_df["label"], "prediction": preds}))
+            if val_loader is not None:
+                vpreds = evaluate(method, model, val_loader, device)
+                vm = regression_metrics(val_df["label"].to_numpy(), vpreds)
+                entry.update({f"val_{k}": v for k, v in vm.items() if k != "n"})
+                val_rows.append(pd.DataFrame({"epoch": epoch + 1, "video_id": val_df["video_id"],
+                                              "label": val_df["label"], "prediction": vpreds}))
+                write_csv(folder / "val_history.csv", pd.concat(val_rows, ignore_index=True))
             write_csv(folder / "eval_history.csv", pd.concat(eval_rows, ignore_index=True))
         entry["time_s"] = time.time() - t_epoch
         history.append(entry)
@@ -351,6 +368,8 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
         "metrics": {
             "final": regression_metrics(predictions["label"], predictions["prediction"]),
             "test_selected": _test_selected(all_evals, protocol.headline),
+            **({"validation_selected": _validation_selected(pd.concat(val_rows, ignore_index=True), all_evals,
+                                                            protocol.headline)} if val_rows else {}),
         },
         "protocol": {"name": protocol.name, "split": part.name, "headline": protocol.headline.name,
                      "test_samplings": protocol.test_samplings if protocol.test_clips == "random" else 1,
@@ -358,11 +377,49 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
         "epochs": history,
         "wall_time_s": time.time() - t_start,
         "train_videos": int(len(train_df)),
+        "validation_videos": int(len(val_df)),
         "test_videos": int(len(test_df)),
         "pretrained": pretrained_info,
         "provenance": {**provenance(device), "dataset_content_hash": run.dataset.content_hash,
                        "dataset_manifest_backend": run.dataset.manifest.get("backend")},
     }
+
+
+def validation_split(train: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out ``fraction`` of the training partition's subjects (at least one, at least one left
+    to train on; drawn by the run seed) as a validation split: ``(train, validation)``, subject-disjoint.
+    ``fraction`` 0: ``(train, empty)``.
+
+    Raises:
+        DataError: a fraction > 0 with fewer than two training subjects.
+    """
+    from .errors import DataError
+
+    if fraction <= 0:
+        return train, train.iloc[0:0]
+    subjects = np.array(sorted(set(train["subject"].astype(str))))
+    if len(subjects) < 2:
+        raise DataError(f"a validation split needs at least 2 training subjects, the partition has {len(subjects)}")
+    n_val = min(len(subjects) - 1, max(1, int(round(fraction * len(subjects)))))
+    held = set(np.random.default_rng([int(seed), 271828]).permutation(subjects)[:n_val])
+    is_val = train["subject"].astype(str).isin(held)
+    return train[~is_val].reset_index(drop=True), train[is_val].reset_index(drop=True)
+
+
+def _validation_selected(vals: pd.DataFrame, evals: pd.DataFrame, headline: MetricSpec = RHO) -> dict:
+    """Test metrics of the evaluated epoch with the best VALIDATION ``headline`` metric (earliest on
+    ties), with ``epoch`` and the validation metric as ``validation_<name>``: model selection that
+    never looks at the test set."""
+    best, best_epoch = None, None
+    for epoch, grp in vals.groupby("epoch"):
+        m = regression_metrics(grp["label"], grp["prediction"])
+        if best is None or headline.better(m[headline.name], best[headline.name]):
+            best, best_epoch = m, int(epoch)
+    if best_epoch is None:
+        return {}
+    test = evals[evals["epoch"] == best_epoch]
+    return {**regression_metrics(test["label"], test["prediction"]), "epoch": best_epoch,
+            f"validation_{headline.name}": best[headline.name]}
 
 
 def _test_selected(evals: pd.DataFrame, headline: MetricSpec = RHO) -> dict:

@@ -67,6 +67,10 @@ class RunSpec:
             (PFED5 ``official``; a cross-validation protocol has none and needs one named).
         control: ``none`` or ``shuffled_labels`` (training labels permuted across
             training videos: the chance-level control).
+        validation: fraction of the training partition's subjects held out as a validation
+            split (seeded by the run seed; 0: none, as the paper). With one, each evaluated epoch
+            is also scored on it and the "validation-selected" epoch (best validation headline
+            metric) gives an honest model selection beside the final epoch.
         clip_len: frames per clip at the paper scale instead of the protocol's (Table 3's
             80-frame R3D and Former-DFER rows); None: the protocol's (PFED5 80, UNBC 144).
     """
@@ -82,6 +86,7 @@ class RunSpec:
     split: str | None = None
     control: str = "none"
     clip_len: int | None = None
+    validation: float = 0.0
 
 
 @dataclass
@@ -168,6 +173,8 @@ def resolve(spec: RunSpec, runs_dir: str | Path) -> ResolvedRun:
         raise ConfigError(f"unknown control {spec.control!r}; choose one of {', '.join(CONTROLS)}")
     protocol = get_protocol(card.protocol)
     split = protocol.check_partition(card, spec.split)
+    if not 0.0 <= float(spec.validation) < 1.0:
+        raise ConfigError(f"validation fraction must be in [0, 1), got {spec.validation!r}")
     clip_len = protocol.clip_len if spec.clip_len is None else int(spec.clip_len)
     fixed = method_cls(scale.options_for(method_cls, spec.options), label_range=card.label_range).input_spec().clip_len
     if spec.clip_len is not None and fixed is not None and fixed != clip_len:
@@ -204,6 +211,7 @@ def resolve(spec: RunSpec, runs_dir: str | Path) -> ResolvedRun:
         "training": asdict(training),
         "pretrained": pretrained,
         "control": spec.control,
+        **({"validation": float(spec.validation)} if spec.validation else {}),
         "paths": {"dataset": str(Path(spec.dataset).resolve()),
                   "weights": {r: str(Path(p).resolve()) for r, p in spec.weights.items()}},
     }

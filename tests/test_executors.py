@@ -322,3 +322,41 @@ def test_env_prints_the_provenance_a_record_stores(capsys):
     for key in ("qafe_bench", "python", "torch", "numpy", "scipy", "device", "torch_threads", "host"):
         assert info[key] == expected[key], key
     assert set(info["git"]) == {"commit", "dirty"} and info["cpu_count"] == os.cpu_count()
+
+
+def test_a_validation_split_selects_the_epoch_without_looking_at_the_test_set(data, tmp_path):
+    """--selection validation: a run holds out training subjects (seeded, subject-disjoint from the rest
+    of training and from test); the validation-selected epoch is the best validation epoch, and the table
+    takes that epoch's TEST predictions."""
+    from benchmark.engine import validation_split
+    from benchmark.protocols import RHO
+    from benchmark.tables import selected_predictions
+
+    v = data.videos
+    train = v[(v["split"] == "train") & (v["expression"] == "smile")].reset_index(drop=True)
+    tr, val = validation_split(train, 0.5, seed=0)
+    assert set(tr["subject"]).isdisjoint(val["subject"]) and len(tr) + len(val) == len(train)
+    assert set(val["subject"]) == set(validation_split(train, 0.5, seed=0)[1]["subject"])
+    assert len(validation_split(train, 0.0, seed=0)[1]) == 0
+    run = resolve(_spec(data, validation=0.5), tmp_path)
+    assert run.config["validation"] == 0.5 and run.run_id != resolve(_spec(data), tmp_path).run_id
+    res = execute(run, progress=False, log=lambda s: None)
+    assert res["validation_videos"] == len(val) and res["train_videos"] == len(tr)
+    vals = pd.read_csv(run.folder / "val_history.csv")
+    assert set(vals["video_id"].map(lambda v: v.split("_v")[0])) == {"smile"}
+    per_epoch = {e: g for e, g in vals.groupby("epoch")}
+    from benchmark.metrics import spearman_rho_x100
+
+    rhos = {e: spearman_rho_x100(g["label"], g["prediction"]) for e, g in per_epoch.items()}
+    best = max(rhos, key=lambda e: (rhos[e], -e))  # the highest validation rho, the earliest on ties
+    sel = res["metrics"]["validation_selected"]
+    assert sel["epoch"] == best
+    picked = selected_predictions(run.folder, "validation", RHO)
+    ev = pd.read_csv(run.folder / "eval_history.csv")
+    assert picked["prediction"].tolist() == ev[ev["epoch"] == best]["prediction"].tolist()
+    # a run without a validation split has no validation selection
+    plain = resolve(_spec(data, training={**TRAIN, "epochs": 1}), tmp_path)
+    execute(plain, progress=False, log=lambda s: None)
+    assert selected_predictions(plain.folder, "validation", RHO).empty
+    with pytest.raises(ConfigError, match=r"validation fraction must be in \[0, 1\)"):
+        resolve(_spec(data, validation=1.0), tmp_path)

@@ -246,6 +246,10 @@ class Method:
         name: registry name (``qafe_net``).
         display_name: name in tables (``QAFE-Net``).
         reference: citation and original repository.
+        repository: the original implementation's repository (``github.com/owner/name``).
+        licence: its software licence as its repository states it (``MIT``; ``none stated``:
+            all rights reserved, so this project re-implements from facts and ships none of it).
+        backbone, pretraining: as the paper's tables print them (``I3D``, ``K-400``).
         options_spec: named options (:class:`Option`).
         pretrained_files: role -> original checkpoint file name, e.g.
             ``{"rgb": "FormerDFER-DFEWset1-model_best.pth"}``; looked up in the
@@ -276,6 +280,10 @@ class Method:
     name: ClassVar[str] = ""
     display_name: ClassVar[str] = ""
     reference: ClassVar[str] = ""
+    repository: ClassVar[str] = ""
+    licence: ClassVar[str] = ""
+    backbone: ClassVar[str] = ""
+    pretraining: ClassVar[str] = ""
     options_spec: ClassVar[dict[str, Option]] = {}
     pretrained_files: ClassVar[dict[str, str]] = {}
     exemplars: ClassVar[ExemplarSpec | None] = None

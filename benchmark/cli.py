@@ -300,8 +300,11 @@ def _plan_tables(args, datasets: list[_Dataset]) -> tuple[list[tuple[object, _Da
 
 
 def _report(args, *, train: bool) -> int:
+    import pandas as pd
+
     from .data.prepared import PreparedDataset
-    from .report import render_index, render_statistics, render_table
+    from .report import render_statistics, render_table
+    from .site import render_dataset_site, render_site_index
     from .runs import read_result
     from .statistics import compare_statistics, dataset_statistics
     from .tables import expand
@@ -350,6 +353,7 @@ def _report(args, *, train: bool) -> int:
                   "finished (re-run it while the jobs run)")
 
     rendered: dict = {}
+    site: dict = {}
     for spec, d, built in expanded:
         if built is None:
             stats = dataset_statistics(PreparedDataset(d.path), d.card)
@@ -358,15 +362,47 @@ def _report(args, *, train: bool) -> int:
         else:
             paths = render_table(spec, *built, d.out_dir, scale=args.scale, seeds=args.seeds, dataset_info=d.info,
                                  selection=args.selection)
+            _collect_site(site.setdefault(d.name, {"cells": [], "methods": {}, "runs": {}, "leaderboard": None}),
+                          spec, built, d, args)
         rendered.setdefault(d.name, []).append({"id": spec.id, "title": spec.title, "html": paths["html"].name,
                                                 "csv": paths["csv"].name})
         print(f"{spec.id}: {paths['html']}  {paths['csv']}")
     for d in datasets:
-        if d.name in rendered:
-            print(f"report: {render_index(d.out_dir, rendered[d.name], d.info, args.scale)}")
+        if d.name not in rendered:
+            continue
+        s = site.get(d.name, {"cells": [], "methods": {}, "runs": {}, "leaderboard": None})
+        if s["cells"]:
+            from .data.prepared import atomic_write_text
+
+            atomic_write_text(d.out_dir / "cells.csv", pd.concat(s["cells"], ignore_index=True).to_csv(index=False))
+        render_dataset_site(d.out_dir, rendered[d.name], s["leaderboard"], s["methods"], list(s["runs"].values()),
+                            d.info, args.scale, costs=not args.no_costs)
+        print(f"report: {d.out_dir / 'index.html'}")
+    root = datasets[0].out_dir.parent if datasets else None
+    if root is not None and not args.out:
+        print(f"site: {render_site_index(root)}")
     if failed:
         print(f"{failed} run(s) failed; they are listed in the report and not averaged", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _collect_site(acc: dict, spec, built, d, args) -> None:
+    """Gather what the dataset's site pages need from one table: its tidy cells (both selections),
+    the runs and methods it used, and its leaderboard when the spec defines one."""
+    from .site import render_leaderboard, tidy_cells
+    from .tables import build_table
+
+    cells, not_run = built
+    for sel in dict.fromkeys([args.selection, "test_selected"]):
+        acc["cells"].append(tidy_cells(spec, cells, sel, d.info))
+    for c in cells:
+        for r in c.runs:
+            acc["runs"][r.folder.name] = r.folder
+            acc["methods"].setdefault(type(r.method).name, {})[r.folder.name] = r.folder
+    if spec.leaderboard is not None and acc["leaderboard"] is None:
+        table = build_table(spec, cells, not_run, args.selection)
+        paths = render_leaderboard(d.out_dir, spec, table, cells, dataset_info=d.info, selection=args.selection)
+        acc["leaderboard"] = {"html": paths["html"].name, "csv": paths["csv"].name, "table": spec.id}
 
 
 def cmd_reproduce(args) -> int:
@@ -507,6 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default), or the best epoch on a validation split of the training subjects (runs "
                              "with one held out; see --validation-fraction). The official rule, best test epoch, is "
                              "always shown beside it, labelled 'selected on the test set'")
+        sp.add_argument("--no-costs", action="store_true",
+                        help="leave parameters and GFLOPs out of the method pages (they cost a few seconds per "
+                             "method whose forward cannot run on PyTorch's meta device)")
         sp.add_argument("--validation-fraction", type=float, default=0.2,
                         help="share of the training subjects held out with --selection validation (default 0.2)")
         sp.add_argument("--rows", nargs="+", metavar="LABEL",

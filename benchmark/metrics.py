@@ -124,6 +124,63 @@ def _resampled_metric(metric: str):
     return rho
 
 
+def bootstrap_values(labels: Sequence[float], predictions, metric: str, *, clusters: Sequence | None = None,
+                     n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """The bootstrap distribution behind :func:`bootstrap_ci`: the metric (averaged over seeds) of
+    each of ``n_resamples`` resamples of test videos or clusters, NaN where undefined.
+
+    Args: as :func:`bootstrap_ci`.
+
+    Returns:
+        ``(n_resamples,)`` float array; all NaN with fewer than 2 clusters.
+
+    Raises:
+        ValueError: shapes that differ, an unknown metric.
+    """
+    y = np.asarray(labels, dtype=float).reshape(-1)
+    p = np.asarray(predictions, dtype=float)
+    p = p.reshape(1, -1) if p.ndim == 1 else p
+    if p.ndim != 2 or p.shape[1] != y.size:
+        raise ValueError(f"labels {y.shape} and predictions {p.shape} do not describe the same videos")
+    f = _resampled_metric(metric)
+    ids = np.arange(y.size) if clusters is None else np.asarray(clusters)
+    if ids.shape != y.shape:
+        raise ValueError(f"clusters {ids.shape} and labels {y.shape} differ in length")
+    if y.size == 0:
+        return np.full(int(n_resamples), np.nan)
+    _, inverse = np.unique(ids, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
+    if len(members) < 2:
+        return np.full(int(n_resamples), np.nan)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(members), size=(int(n_resamples), len(members)))
+    if all(len(m) == 1 for m in members):  # one video per cluster: every resample has N videos
+        rows = np.array([m[0] for m in members])[draws]  # (R, N)
+        return f(y[rows], p[:, rows]).mean(axis=0)  # a NaN for any seed leaves the resample out
+    values = np.empty(int(n_resamples))
+    for r, draw in enumerate(draws):
+        rows = np.concatenate([members[g] for g in draw])
+        values[r] = f(y[rows][None], p[:, rows][:, None])[:, 0].mean()
+    return values
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Efron's percentile interval of a bootstrap distribution, ignoring undefined (NaN) resamples;
+    ``(nan, nan)`` when fewer than half of them are defined.
+
+    Raises:
+        ValueError: a level outside (0, 1).
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    values = np.asarray(values, dtype=float)
+    ok = values[~np.isnan(values)]
+    if ok.size == 0 or ok.size < values.size / 2:
+        return float("nan"), float("nan")
+    a = (1 - level) / 2
+    return float(np.percentile(ok, 100 * a)), float(np.percentile(ok, 100 * (1 - a)))
+
+
 def bootstrap_ci(labels: Sequence[float], predictions, metric: str, *, clusters: Sequence | None = None,
                  n_resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95, seed: int = 0
                  ) -> tuple[float, float]:
@@ -153,33 +210,7 @@ def bootstrap_ci(labels: Sequence[float], predictions, metric: str, *, clusters:
     Raises:
         ValueError: shapes that differ, an unknown metric, a level outside (0, 1).
     """
-    y = np.asarray(labels, dtype=float).reshape(-1)
-    p = np.asarray(predictions, dtype=float)
-    p = p.reshape(1, -1) if p.ndim == 1 else p
-    if p.ndim != 2 or p.shape[1] != y.size:
-        raise ValueError(f"labels {y.shape} and predictions {p.shape} do not describe the same videos")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    f = _resampled_metric(metric)
-    ids = np.arange(y.size) if clusters is None else np.asarray(clusters)
-    if ids.shape != y.shape:
-        raise ValueError(f"clusters {ids.shape} and labels {y.shape} differ in length")
-    _, inverse = np.unique(ids, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)] if y.size else []
-    if len(members) < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(members), size=(int(n_resamples), len(members)))
-    if all(len(m) == 1 for m in members):  # one video per cluster: every resample has N videos
-        rows = np.array([m[0] for m in members])[draws]  # (R, N)
-        values = f(y[rows], p[:, rows]).mean(axis=0)  # a NaN for any seed leaves the resample out
-    else:
-        values = np.empty(int(n_resamples))
-        for r, draw in enumerate(draws):
-            rows = np.concatenate([members[g] for g in draw])
-            values[r] = f(y[rows][None], p[:, rows][:, None])[:, 0].mean()
-    ok = values[~np.isnan(values)]
-    if ok.size < n_resamples / 2:
-        return float("nan"), float("nan")
-    a = (1 - level) / 2
-    return float(np.percentile(ok, 100 * a)), float(np.percentile(ok, 100 * (1 - a)))
+    values = bootstrap_values(labels, predictions, metric, clusters=clusters, n_resamples=n_resamples, seed=seed)
+    return percentile_interval(values, level)

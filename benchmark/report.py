@@ -131,6 +131,7 @@ def render_table(spec: TableSpec, cells: list[CellRuns], not_run, out_dir: Path,
                                  "message": res["error"]["message"]})
     protocol = spec.protocol_obj
     labels = {m.name: m.label + (" \u2191" if m.higher_is_better else " \u2193") for m in protocol.metrics}
+    plots = _table_plots(spec, tables[selection], cells, selection)
     html = _env.get_template("table.html.j2").render(
         spec=spec, views=views, columns=spec.columns, details=_row_details(spec, cells),
         failures=failures, scale=scale, seeds=seeds, dataset=dataset_info,
@@ -143,11 +144,49 @@ def render_table(spec: TableSpec, cells: list[CellRuns], not_run, out_dir: Path,
         column_labels={c: (labels[c] if spec.column_kind == "metric" else c.replace("_", " ")) for c in spec.columns},
         tolerance_unit=("rho \u00d7 100 points" if spec.columns and spec.column_metric(spec.columns[0]).name
                         == "rho_x100" else f"label units ({dataset_info.get('label_name', 'label')})"),
-        audit=audit_published(spec),
+        audit=audit_published(spec), plots=plots,
     )
     paths["html"] = out_dir / f"{spec.id}.html"
     atomic_write_text(paths["html"], html)
     return paths
+
+
+def _table_plots(spec: TableSpec, table: pd.DataFrame, cells: list[CellRuns], selection: str) -> list[dict]:
+    """The table page's figures: the summary per row with its 95% CI and the published value
+    (Avg. Corr. for expression tables, the headline metric for metric tables), published vs
+    reproduced per cell, and predicted vs true per column for the paper's main method row."""
+    from .plots import bars_with_ci, published_vs_reproduced, scatter_predicted_vs_true
+
+    out = []
+    summary = "avg_corr" if "avg_corr" in spec.summary else spec.protocol_obj.headline.name
+    lines = table[(table["column"] == summary) & table["status"].isin(["ok", "partial"])]
+    if len(lines):
+        out.append({"svg": bars_with_ci(list(lines["row"]), list(lines["reproduced"]), list(lines["ci_low"]),
+                                        list(lines["ci_high"]), ylabel=summary.replace("_", " "),
+                                        published=list(lines["published"])),
+                    "caption": f"{summary.replace('_', ' ')} per row ({selection}) with its 95% bootstrap CI; "
+                               "diamonds: the paper's value"})
+    cols = table[table["column"].isin(spec.columns) & table["reproduced"].notna() & table["published"].notna()]
+    if len(cols):
+        unit = "rho x 100" if spec.column_kind == "expression" else "label units"
+        out.append({"svg": published_vs_reproduced(list(zip(cols["row"], cols["published"], cols["reproduced"])),
+                                                   unit=unit),
+                    "caption": "every cell: published (x) vs reproduced (y); the dashed line is perfect reproduction"})
+    main = next((c.row.label for c in cells if c.row.in_paper and c.runs and c.row.method == "qafe_net"), None)
+    if main is not None and spec.column_kind == "expression":
+        from .tables import selected_predictions
+
+        panels = {}
+        for c in cells:
+            if c.row.label != main or not c.runs or (read_result(c.runs[0].folder) or {}).get("status") != "ok":
+                continue
+            df = selected_predictions(c.runs[0].folder, selection, spec.protocol_obj.headline)
+            panels[c.column] = (df["label"], df["prediction"])
+        if panels:
+            out.append({"svg": scatter_predicted_vs_true(panels),
+                        "caption": f"{main}: predicted vs true per expression ({selection}; first seed; true labels "
+                                   "jittered)"})
+    return out
 
 
 def render_statistics(spec, stats: pd.DataFrame, comparison: pd.DataFrame, out_dir: Path, *, scale: str,

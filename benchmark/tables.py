@@ -32,7 +32,7 @@ import pandas as pd
 import yaml
 
 from .errors import ConfigError
-from .metrics import avg_corr, bootstrap_ci, fisher_z_avg_corr, regression_metrics
+from .metrics import BOOTSTRAP_RESAMPLES, avg_corr, bootstrap_values, fisher_z_avg_corr, percentile_interval, regression_metrics
 from .paths import published_dir, specs_dir
 from .protocols import RHO, MetricSpec, get_protocol
 from .registry import is_registered
@@ -103,6 +103,7 @@ class TableSpec:
     summary: tuple[str, ...] = ("avg_corr", "avg_corr_fisher_z", "pooled")
     comparable_card: str = "pfed5"
     note: str = ""
+    leaderboard: dict | None = None
 
     @property
     def protocol_obj(self):
@@ -206,6 +207,7 @@ def load_spec(table_id: str):
             summary=tuple(raw.get("summary", ["avg_corr", "avg_corr_fisher_z", "pooled"] if kind == "expression"
                                   else [])),
             comparable_card=raw.get("comparable_card", "pfed5"), note=str(raw.get("note", "")).strip(),
+            leaderboard=(dict(raw["leaderboard"] or {}) if "leaderboard" in raw else None),
         )
     except KeyError as exc:
         raise ConfigError(f"{path}: missing field {exc}") from None
@@ -423,19 +425,25 @@ def _cell_values(cell: CellRuns, selection: str, metric: str, headline: MetricSp
     return pooled, per_partition, len(pooled), failed, missing, seed_frames
 
 
-def seed_ci(frames: list[pd.DataFrame], metric: str) -> tuple[float, float]:
-    """95% bootstrap CI of a cell's metric from its seeds' pooled predictions
-    (:func:`benchmark.metrics.bootstrap_ci`, seed 0, test subjects resampled as clusters, the
-    metric averaged over seeds in each resample). NaN when there is nothing to resample or the
-    seeds did not predict the same videos."""
+def seed_bootstrap(frames: list[pd.DataFrame], metric: str, seed: int = 0) -> np.ndarray:
+    """Bootstrap distribution of a cell's metric from its seeds' pooled predictions
+    (:func:`benchmark.metrics.bootstrap_values`, test subjects resampled as clusters, the metric
+    averaged over seeds in each resample); all NaN when there is nothing to resample or the seeds
+    did not predict the same videos."""
+    nan = np.full(BOOTSTRAP_RESAMPLES, np.nan)
     if not frames or any(len(f) != len(frames[0]) for f in frames):
-        return float("nan"), float("nan")
+        return nan
     ids = frames[0]["video_id"].to_numpy()
     if any(not np.array_equal(f["video_id"].to_numpy(), ids) for f in frames[1:]):
-        return float("nan"), float("nan")
+        return nan
     preds = np.stack([f["prediction"].to_numpy(dtype=float) for f in frames])
     subjects = frames[0]["subject"].fillna(frames[0]["video_id"]).astype(str).to_numpy()
-    return bootstrap_ci(frames[0]["label"].to_numpy(dtype=float), preds, metric, clusters=subjects)
+    return bootstrap_values(frames[0]["label"].to_numpy(dtype=float), preds, metric, clusters=subjects, seed=seed)
+
+
+def seed_ci(frames: list[pd.DataFrame], metric: str) -> tuple[float, float]:
+    """95% bootstrap CI of a cell's metric (:func:`seed_bootstrap`, seed 0)."""
+    return percentile_interval(seed_bootstrap(frames, metric))
 
 
 def build_table(spec: TableSpec, cells: list[CellRuns], not_run: list[TableRow], selection: str) -> pd.DataFrame:
@@ -501,8 +509,13 @@ def build_table(spec: TableSpec, cells: list[CellRuns], not_run: list[TableRow],
         statuses = set(grp["status"])
         status = "ok" if complete else (statuses.pop() if statuses in ({"not implemented"}, {"no data"},
                                                                        {"published only"}) else "incomplete")
+        avg_ci = (float("nan"), float("nan"))
+        if complete:  # each column's test videos resampled on their own, the per-resample values averaged
+            per_column = [seed_bootstrap(frames_by_cell.get((label, c), []), spec.metric, seed=k)
+                          for k, c in enumerate(spec.columns)]
+            avg_ci = percentile_interval(np.mean(per_column, axis=0))
         summary.append(_record(spec, row, "avg_corr", a, float("nan"), int(grp["n_ok"].min()),
-                               int(grp["n_failed"].sum()), int(grp["n_missing"].sum()), status, []))
+                               int(grp["n_failed"].sum()), int(grp["n_missing"].sum()), status, [], ci=avg_ci))
         summary.append(_record(spec, row, "avg_corr_fisher_z", fz, float("nan"), int(grp["n_ok"].min()),
                                int(grp["n_failed"].sum()), int(grp["n_missing"].sum()), status, [],
                                published=float("nan")))
@@ -562,7 +575,7 @@ def wide(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
             rec[c] = r["reproduced"]
             if c not in ("avg_corr_fisher_z", "pooled"):
                 rec[f"{c}_paper"] = r["published"]
-            if c in spec.columns or c == "pooled":
+            if c in spec.columns or c in ("pooled", "avg_corr"):
                 rec[f"{c}_ci_low"], rec[f"{c}_ci_high"] = r["ci_low"], r["ci_high"]
             if pooled and c in spec.columns:
                 rec[f"{c}_folds_mean"] = r["partition_mean"]

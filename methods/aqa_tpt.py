@@ -553,6 +553,10 @@ class AQATPTMethod(Method):
 
     name = "aqa_tpt"
     display_name = "AQA-TPT"
+    repository = "github.com/baiyang4/aqa_tpt"
+    licence = "none stated"
+    backbone = "I3D"
+    pretraining = "K-400"
     reference = ("Bai, Zhou, Chen, Chen, Luo, Mei: Action Quality Assessment with Temporal Parsing Transformer, "
                  "ECCV 2022; github.com/baiyang4/aqa_tpt")
     options_spec = {

@@ -177,6 +177,10 @@ class C3DLSTMMethod(Method):
 
     name = "c3d_lstm"
     display_name = "C3D-LSTM"
+    repository = "github.com/ParitoshParmar/C3D-LSTM--PyTorch"
+    licence = "none stated (C3D weights: DavideA/c3d-pytorch, MIT)"
+    backbone = "C3D"
+    pretraining = "UCF-101 (paper) / Sports-1M (released port)"
     reference = ("Parmar & Morris: Learning to Score Olympic Events, CVPRW 2017 "
                  "(github.com/ParitoshParmar/C3D-LSTM--PyTorch; Caffe original github.com/ParitoshParmar/LTSOE); "
                  "Sports-1M C3D weights from github.com/DavideA/c3d-pytorch")

@@ -370,6 +370,10 @@ class CoReMethod(Method):
 
     name = "core"
     display_name = "CoRe"
+    repository = "github.com/yuxumin/CoRe"
+    licence = "none stated"
+    backbone = "I3D"
+    pretraining = "K-400"
     reference = ("Yu, Rao, Zhao, Lu, Zhou: Group-aware Contrastive Regression for Action Quality Assessment, "
                  "ICCV 2021 (github.com/yuxumin/CoRe)")
     options_spec = {

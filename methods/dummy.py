@@ -31,6 +31,9 @@ class DummyMethod(Method):
     name = "dummy"
     display_name = "Dummy (training mean)"
     reference = "qafe-bench floor; cf. EleutherAI/lm-evaluation-harness lm_eval/models/dummy.py"
+    licence = "this project's"
+    backbone = "none (predicts the training mean)"
+    pretraining = "none"
 
     def input_spec(self) -> InputSpec:
         return InputSpec(rgb=True, heatmap=False, rgb_normalisation="unit")

@@ -59,6 +59,10 @@ class FormerDFERMethod(Method):
 
     name = "former_dfer"
     display_name = "Former-DFER"
+    repository = "github.com/zengqunzhao/Former-DFER"
+    licence = "MIT"
+    backbone = "Former-DFER"
+    pretraining = "DFEW"
     reference = ("Zhao & Liu: Former-DFER: Dynamic Facial Expression Recognition Transformer, ACM MM 2021 "
                  "(github.com/zengqunzhao/Former-DFER); MLP regression head as in QAFE-Net Table 2 (adaptation "
                  "code not released)")

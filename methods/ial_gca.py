@@ -180,6 +180,10 @@ class IALGCAMethod(Method):
 
     name = "ial_gca"
     display_name = "IAL-GCA"
+    repository = "github.com/muse1998/IAL-for-Facial-Expression-Recognition"
+    licence = "MIT"
+    backbone = "IAL-GCA"
+    pretraining = "DFEW"
     reference = ("Li, Niu, Zhu, Zhao: Intensity-Aware Loss for Dynamic Facial Expression Recognition in the Wild, "
                  "AAAI 2023 (github.com/muse1998/IAL-for-Facial-Expression-Recognition); MLP regression head as in "
                  "QAFE-Net Table 2 (adaptation code not released)")

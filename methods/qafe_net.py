@@ -444,6 +444,10 @@ class QAFENetMethod(Method):
 
     name = "qafe_net"
     display_name = "QAFE-Net"
+    repository = "github.com/shuchaoduan/QAFE-Net"
+    licence = "none stated"
+    backbone = "Former-DFER+SlowOnly"
+    pretraining = "DFEW+NTU60-XSub"
     reference = ("Duan, Dadashzadeh, Whone, Mirmehdi: QAFE-Net: Quality Assessment of Facial Expressions "
                  "with Landmark Heatmaps, arXiv 2312.00856 (2023); github.com/shuchaoduan/QAFE-Net")
     options_spec = {

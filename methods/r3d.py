@@ -110,6 +110,9 @@ class _R3DMethod(Method):
     """
 
     depth: ClassVar[int] = 18
+    repository = "github.com/kenshohara/3D-ResNets-PyTorch"
+    licence = "MIT"
+    pretraining = "Kinetics-700 (K) / +Moments in Time (KM)"
     reference = ("Hara, Kataoka, Satoh: Can Spatiotemporal 3D CNNs Retrace the History of 2D CNNs and ImageNet?, "
                  "CVPR 2018; Kataoka et al.: Would Mega-scale Datasets Further Enhance Spatiotemporal 3D CNNs?, "
                  "arXiv 2004.04968 (2020) (github.com/kenshohara/3D-ResNets-PyTorch); MLP head as in QAFE-Net "
@@ -210,6 +213,7 @@ class R3D18Method(_R3DMethod):
 
     name = "r3d_18"
     display_name = "R3D-18"
+    backbone = "R3D-18"
     depth = 18
     pretrained_files = {"backbone": R3D_FILES[(18, "KM")]}
 
@@ -219,5 +223,6 @@ class R3D34Method(_R3DMethod):
 
     name = "r3d_34"
     display_name = "R3D-34"
+    backbone = "R3D-34"
     depth = 34
     pretrained_files = {"backbone": R3D_FILES[(34, "KM")]}

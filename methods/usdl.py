@@ -267,6 +267,10 @@ class USDLMethod(Method):
 
     name = "usdl"
     display_name = "USDL"
+    repository = "github.com/nzl-thu/MUSDL"
+    licence = "none stated"
+    backbone = "I3D"
+    pretraining = "K-400"
     reference = ("Tang, Ni, Zhou, Zhang, Lu, Wu, Zhou: Uncertainty-aware Score Distribution Learning for Action "
                  "Quality Assessment, CVPR 2020 (github.com/nzl-thu/MUSDL)")
     options_spec = {

@@ -229,6 +229,10 @@ class X3DMethod(Method):
 
     name = "x3d_s"
     display_name = "X3D-S (pytorchvideo)"
+    repository = "github.com/facebookresearch/pytorchvideo"
+    licence = "Apache-2.0"
+    backbone = "X3D-S"
+    pretraining = "K-400"
     reference = ("Feichtenhofer: X3D: Expanding Architectures for Efficient Video Recognition, CVPR 2020; "
                  "pytorchvideo 0.1.5 create_x3d + hub X3D_S.pyth (github.com/facebookresearch/pytorchvideo); "
                  "not in the QAFE-Net paper, MLP head as QAFE-Net's evaluator")

@@ -197,7 +197,8 @@ def test_wide_puts_reproduced_and_paper_side_by_side(spec, tmp_path):
     assert list(w["row"]) == ["QAFE-Net", "Mine"]  # spec order (not alphabetical)
     assert list(w.columns) == ["row", "smile", "smile_paper", "smile_ci_low", "smile_ci_high", "frown",
                                "frown_paper", "frown_ci_low", "frown_ci_high", "avg_corr", "avg_corr_paper",
-                               "avg_corr_fisher_z", "pooled", "pooled_ci_low", "pooled_ci_high"]
+                               "avg_corr_ci_low", "avg_corr_ci_high", "avg_corr_fisher_z", "pooled",
+                               "pooled_ci_low", "pooled_ci_high"]
     r = w.iloc[0]
     assert (r["row"], r["smile"], r["smile_paper"], r["frown"], r["frown_paper"]) == ("QAFE-Net", 80.0, 68.29,
                                                                                       40.0, 63.26)

@@ -35,7 +35,7 @@ from torch import nn
 
 from .errors import ConfigError
 
-INPUTS = ("rgb", "heatmap")
+INPUTS = ("rgb", "heatmap", "trajectory")
 STREAM_SYNCS = ("flip", "flip_crop", "none")
 
 
@@ -112,6 +112,21 @@ class InputSpec:
             are resized to before cropping (56 and 64 in QAFE-Net's loader).
         min_rgb_size, min_subclip_len: the smallest crop / sub-clip the architecture
             takes (C3D's fc6 fixes 112 and 16); the ``tiny`` scale never goes below.
+        test_crop: how a test clip's RGB frames become ``rgb_size``: ``"centre"`` (centre crop of
+            the resized frame, QAFE-Net's loader) or ``"resize"`` (the whole frame resized,
+            TraMP-Former's ``Resize((224, 224))``).
+        trajectory: needs landmark trajectories (:mod:`benchmark.data.trajectories`): batches
+            then carry ``trajectory (B, V, L, 5)`` (x, y relative to the reference point of the
+            video's first frame, in crop pixels; r, g, b of the 1x1 patch at the point in [0, 1])
+            and ``index_t (B, L)`` (each frame's position, ``2 idx / L - 1``).
+        trajectory_frames: L, frames per trajectory sample (128: TraMP-Former's others).
+        trajectory_frames_by_expression: ``((expression, L), ...)`` overriding L per expression
+            (TraMP-Former: ``(("sit_at_rest", 64),)``).
+        trajectory_points: the V landmark indices (into the dataset's landmark scheme) in model order.
+        trajectory_reference: the landmark whose first-frame position is the origin.
+        trajectory_reverse_p: probability of reversing a training trajectory in time.
+        trajectory_landmarks: the landmark scheme the indices refer to (``insightface_73``-compatible:
+            any scheme of 73 points in that order).
     """
 
     rgb: bool = True
@@ -128,8 +143,22 @@ class InputSpec:
     heatmap_resize: int = 64
     min_rgb_size: int = 8
     min_subclip_len: int = 1
+    test_crop: str = "centre"
+    trajectory: bool = False
+    trajectory_frames: int = 128
+    trajectory_frames_by_expression: tuple = ()
+    trajectory_points: tuple = ()
+    trajectory_reference: int = 0
+    trajectory_reverse_p: float = 0.0
+    trajectory_landmarks: int = 73
+
+    def trajectory_len(self, expression: str) -> int:
+        """Frames per trajectory sample for ``expression`` (the per-expression override, else the default)."""
+        return int(dict(self.trajectory_frames_by_expression).get(expression, self.trajectory_frames))
 
     def __post_init__(self) -> None:
+        if self.test_crop not in ("centre", "resize"):
+            raise ConfigError(f"unknown test_crop {self.test_crop!r}; choose 'centre' or 'resize'")
         if self.rgb_normalisation not in NORMALISATIONS:
             raise ConfigError(f"unknown rgb_normalisation {self.rgb_normalisation!r}; "
                               f"choose one of {', '.join(NORMALISATIONS)}")
@@ -452,7 +481,9 @@ def random_batch(method: Method, batch_size: int, seed: int = 0) -> dict[str, An
     Keys: ``label`` ``(B,)`` float (0, 1, 2, 3, 4, 0, ...); ``rgb`` ``(B, 3, T, S, S)`` standard
     normal when ``method.input_spec().rgb`` (T = ``geometry.clip_len``, S = ``geometry.rgb_size``);
     ``heatmap`` ``(B, 3, T, H, H)`` uniform in [0, 1) when it reads heatmaps (H =
-    ``geometry.heatmap_size``); and for a method with exemplars, ``exemplar``: the same keys
+    ``geometry.heatmap_size``); ``trajectory`` ``(B, V, L, 5)`` standard normal and ``index_t``
+    ``(B, L)`` (``2 idx / L - 1``) when it reads trajectories (L = ``trajectory_frames``); and for a
+    method with exemplars, ``exemplar``: the same keys
     drawn from ``seed + 1`` with labels shifted by 2 (mod 5) plus ``index`` ``(B,)``, as the
     protocol pairs each video with an exemplar.
     """
@@ -466,6 +497,10 @@ def random_batch(method: Method, batch_size: int, seed: int = 0) -> dict[str, An
         if spec.heatmap:
             out["heatmap"] = torch.rand(batch_size, 3, geometry.clip_len, geometry.heatmap_size,
                                         geometry.heatmap_size, generator=g)
+        if spec.trajectory:
+            length = spec.trajectory_frames
+            out["trajectory"] = torch.randn(batch_size, len(spec.trajectory_points), length, 5, generator=g)
+            out["index_t"] = (2 * torch.arange(length, dtype=torch.float32) / length - 1).repeat(batch_size, 1)
         return out
 
     batch = inputs(seed, 0)

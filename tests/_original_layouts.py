@@ -84,6 +84,20 @@ def _x3d(folder: Path, seed: int) -> Path:
     return _hub_file(folder / "X3D_S.pyth", seeded_state_dict(ref.state_dict(), seed))
 
 
+def _tramp_rgb(folder: Path, seed: int) -> Path:
+    """TraMP-Former's ``FormerDFER_DFEW.pth``: the Former-DFER DFEW layout (the same writer's content)."""
+    path = _former_dfer(folder, seed)
+    return path.rename(folder / "FormerDFER_DFEW.pth")
+
+
+def _skateformer(folder: Path, seed: int) -> Path:
+    from test_golden_tramp_former import skateformer_file
+
+    from methods.backbones.skateformer import SkateFormerEncoder
+
+    return skateformer_file(folder / "SkateFormer_256_rgb1x1.pth", SkateFormerEncoder(t_partition=(8, None)), seed)
+
+
 ORIGINAL_FILE_WRITERS: dict[str, Callable[[Path, int], Path]] = {
     "model_rgb.pth": lambda folder, seed: _i3d(folder, seed, "model_rgb.pth", "hassony2"),
     "rgb_i3d_pretrained.pt": lambda folder, seed: _i3d(folder, seed, "rgb_i3d_pretrained.pt", "musdl"),
@@ -95,5 +109,7 @@ ORIGINAL_FILE_WRITERS: dict[str, Callable[[Path, int], Path]] = {
     "r3d18_KM_200ep.pth": _r3d(18),
     "r3d34_KM_200ep.pth": _r3d(34),
     "X3D_S.pyth": _x3d,
+    "FormerDFER_DFEW.pth": _tramp_rgb,
+    "SkateFormer_256_rgb1x1.pth": _skateformer,
 }
 """Original file name -> writer ``(folder, seed) -> path``."""

@@ -358,8 +358,12 @@ class ClipDataset(torch.utils.data.Dataset):
             off_hm = (centre_offset(s.heatmap_resize, g.heatmap_size),) * 2
 
         if s.inputs.rgb:
-            frames = _resize_frames(self.dataset.frames(vid, idx), s.rgb_resize)
-            item["rgb"] = to_tensor(_crop_flip(frames, g.rgb_size, off_rgb, flip_rgb), s.inputs.rgb_normalisation)
+            if not self.train and s.inputs.test_crop == "resize":  # the whole frame resized (TraMP-Former's test)
+                frames = _resize_frames(self.dataset.frames(vid, idx), (g.rgb_size, g.rgb_size))
+                item["rgb"] = to_tensor(frames, s.inputs.rgb_normalisation)
+            else:
+                frames = _resize_frames(self.dataset.frames(vid, idx), s.rgb_resize)
+                item["rgb"] = to_tensor(_crop_flip(frames, g.rgb_size, off_rgb, flip_rgb), s.inputs.rgb_normalisation)
         if s.inputs.heatmap:
             from ..data.heatmaps import cached_heatmap_frames
 
@@ -367,4 +371,28 @@ class ClipDataset(torch.utils.data.Dataset):
                                        sigma=s.inputs.heatmap_sigma, size=s.heatmap_render)
             hm = _resize_frames(hm, (s.heatmap_resize, s.heatmap_resize))
             item["heatmap"] = to_tensor(_crop_flip(hm, g.heatmap_size, off_hm, flip_hm), None)
+        if s.inputs.trajectory:
+            item.update(self._trajectory(row, rng))
         return item
+
+    def _trajectory(self, row: pd.Series, rng: np.random.Generator) -> dict:
+        """``trajectory (V, L, 5)`` and ``index_t (L,)`` of one video (:mod:`benchmark.data.trajectories`);
+        reversed in time with the spec's probability when training (drawn after every other draw).
+
+        Raises:
+            DataError: a landmark scheme of another size than the method's indices address.
+        """
+        from ..data.trajectories import trajectory_indices, trajectory_sample
+
+        spec = self.settings.inputs
+        vid = row["video_id"]
+        points, _ = self.dataset.landmarks(vid)
+        if points.shape[1] != spec.trajectory_landmarks:
+            raise DataError(f"{self.dataset.root}: video {vid} has {points.shape[1]} landmarks per frame; the "
+                            f"trajectory stream takes the {spec.trajectory_landmarks}-point inner-face scheme "
+                            "(prepare the dataset with --backend insightface)")
+        idx, index_t = trajectory_indices(int(row["num_frames"]), spec.trajectory_len(str(row["expression"])))
+        reverse = bool(self.train and spec.trajectory_reverse_p > 0 and rng.random() < spec.trajectory_reverse_p)
+        sample = trajectory_sample(points, self.dataset.frames(vid, idx), idx, point_ids=spec.trajectory_points,
+                                   reference=spec.trajectory_reference, reverse=reverse)
+        return {"trajectory": torch.from_numpy(sample), "index_t": torch.from_numpy(index_t)}

@@ -392,8 +392,10 @@ def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], encoder: Former
 
 
 def load_former_dfer_checkpoint(encoder: FormerDFEREncoder, path: str | Path, *,
-                                pos_embed_resize: str = "interpolate") -> dict[str, Any]:
-    """Load ``FormerDFER-DFEWset1-model_best.pth`` (original layout) into ``encoder``.
+                                pos_embed_resize: str = "interpolate",
+                                expected_name: str = FORMER_DFER_FILE) -> dict[str, Any]:
+    """Load ``FormerDFER-DFEWset1-model_best.pth`` (original layout; TraMP-Former ships the same
+    layout as ``FormerDFER_DFEW.pth``, ``expected_name``) into ``encoder``.
 
     Reads the file safely (:func:`methods.checkpoints.read_checkpoint`), takes
     ``ckpt["state_dict"]``, applies :func:`checkpoint_filter_fn` and loads
@@ -406,7 +408,7 @@ def load_former_dfer_checkpoint(encoder: FormerDFEREncoder, path: str | Path, *,
         CheckpointError: missing / unsafe / malformed file, or keys and shapes that
             do not fit after filtering (all listed).
     """
-    ckpt = read_checkpoint(path, expected_name=FORMER_DFER_FILE)
+    ckpt = read_checkpoint(path, expected_name=expected_name)
     sd = state_dict_of(ckpt, "state_dict", path)
     sd, info = checkpoint_filter_fn(sd, encoder, pos_embed_resize=pos_embed_resize, file=str(path))
     load_strict(encoder, sd, path, "Former-DFER encoder (s_former / t_former)")
@@ -417,5 +419,5 @@ def load_former_dfer_checkpoint(encoder: FormerDFEREncoder, path: str | Path, *,
             v = v.item()
         if isinstance(v, (int, float)):
             meta[k] = v
-    return {"file": str(path), "original_name": FORMER_DFER_FILE, "loaded_tensors": len(sd),
+    return {"file": str(path), "original_name": expected_name, "loaded_tensors": len(sd),
             "strict": True, **meta, **info}

@@ -399,7 +399,7 @@ def _collect_site(acc: dict, spec, built, d, args) -> None:
         for r in c.runs:
             acc["runs"][r.folder.name] = r.folder
             acc["methods"].setdefault(type(r.method).name, {})[r.folder.name] = r.folder
-    if spec.leaderboard is not None and acc["leaderboard"] is None:
+    if spec.leaderboard is not None and (acc["leaderboard"] is None or spec.leaderboard.get("primary")):
         table = build_table(spec, cells, not_run, args.selection)
         paths = render_leaderboard(d.out_dir, spec, table, cells, dataset_info=d.info, selection=args.selection)
         acc["leaderboard"] = {"html": paths["html"].name, "csv": paths["csv"].name, "table": spec.id}

@@ -184,14 +184,15 @@ def leaderboard_frame(spec, table: pd.DataFrame, cells) -> pd.DataFrame:
         pooled = grp[grp["column"] == "pooled"]
         rows.append({
             "row": label, "method": r["method"] if isinstance(r["method"], str) else None,
-            "kind": "published only" if r["status"] == "published only" else (
+            "kind": "published, not run here" if r["status"] == "published only" else (
                 "not run" if r["status"] == "not implemented" else "run here"),
             "value": r["reproduced"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
             "pooled": pooled.iloc[0]["reproduced"] if len(pooled) else float("nan"),
             "pooled_ci_low": pooled.iloc[0]["ci_low"] if len(pooled) else float("nan"),
             "pooled_ci_high": pooled.iloc[0]["ci_high"] if len(pooled) else float("nan"),
             "published": r["published"], "n_runs": len(runs), "n_seeds": int(r["n_ok"]),
-            "status": r["status"], "runs": runs, "source": "QAFE-Net paper" if r["in_paper"] else "this project",
+            "status": r["status"], "runs": runs,
+            "source": (spec.source.split(" (")[0] if spec.source else "QAFE-Net paper") if r["in_paper"] else "this project",
         })
     known = {x["row"] for x in rows}
     for extra in spec_leaderboard_published(spec):

@@ -104,6 +104,7 @@ class TableSpec:
     comparable_card: str = "pfed5"
     note: str = ""
     leaderboard: dict | None = None
+    source: str = ""
 
     @property
     def protocol_obj(self):
@@ -208,6 +209,7 @@ def load_spec(table_id: str):
                                   else [])),
             comparable_card=raw.get("comparable_card", "pfed5"), note=str(raw.get("note", "")).strip(),
             leaderboard=(dict(raw["leaderboard"] or {}) if "leaderboard" in raw else None),
+            source=str(raw.get("source", "")).strip(),
         )
     except KeyError as exc:
         raise ConfigError(f"{path}: missing field {exc}") from None

@@ -41,6 +41,11 @@ def test_every_table_is_rendered_with_every_runnable_cell(paper):
     out = _report(paper["root"], "synthetic")
     for k in (1, 2, 4, 5, 6, 7, 8, 9, 10):
         assert (out / f"table{k}.html").is_file() and (out / f"table{k}.csv").is_file(), k
+    sota = pd.read_csv(out / "sota_pfed5.csv").set_index("row")
+    assert sota.loc["TraMP-Former", EXPRESSIONS].notna().all() and sota.loc["TraMP-Former", "avg_corr_paper"] == 71.86
+    assert sota.loc["S2D", "avg_corr_paper"] == 48.39 and pd.isna(sota.loc["S2D", "smile"])
+    lb = pd.read_csv(out / "leaderboard.csv")
+    assert set(lb.loc[lb["kind"] == "run here", "row"]) >= {"QAFE-Net", "TraMP-Former", "IAL-GCA"}
     for k in (4, 5, 6, 7, 8, 9, 10):
         long = pd.read_csv(out / f"table{k}_long.csv")
         cells = long[long["column"].isin(EXPRESSIONS) & (long["selection"] == "final")]
@@ -56,9 +61,10 @@ def test_every_table_is_rendered_with_every_runnable_cell(paper):
 
 def test_each_distinct_configuration_ran_once(paper):
     runs = [p.parent.name for p in (paper["root"] / "runs").glob("*/result.json")]
-    # PFED5: 140 distinct configurations x expressions (Table 2's 40, 100 ablation runs); UNBC: 7 configurations
-    # at the tiny scale (the 80- and 144-frame rows share their clip) x 5 folds
-    assert len(runs) == 140 + 35
+    # PFED5: 145 distinct configurations x expressions (Table 2's 40, 100 ablation runs, 5 TraMP-Former runs of
+    # the state-of-the-art table); UNBC: 7 configurations at the tiny scale (the 80- and 144-frame rows share their
+    # clip) x 5 folds
+    assert len(runs) == 145 + 35
     assert len(set(runs)) == len(runs)
 
 
@@ -75,6 +81,6 @@ def test_reproducing_again_trains_nothing_and_renders_the_same_numbers(paper, ca
     capsys.readouterr()
     assert main(paper["argv"]) == 0
     out = capsys.readouterr().out
-    assert "plan: 175 distinct run(s), 175 finished, 0 to train" in out
+    assert "plan: 180 distinct run(s), 180 finished, 0 to train" in out
     assert {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*/result.json")} == before
     assert {p.name: p.read_text() for p in _report(root, "synthetic").glob("table*.csv")} == tables

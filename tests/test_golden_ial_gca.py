@@ -154,7 +154,7 @@ def test_sizes_the_architecture_takes():
         (112, 112, 16, (112, 112), "unit")
     resolved = SCALES["tiny"].resolve(spec, 80)
     tiny = resolved.geometry
-    assert tiny == ClipGeometry(n_subclips=2, subclip_len=8, rgb_size=112, heatmap_size=14)
+    assert tiny == ClipGeometry(n_subclips=2, subclip_len=8, rgb_size=112, heatmap_size=28)
     assert resolved.rgb_resize == (112, 112)  # the 48-px tiny frames are resized up to the fixed 112
     torch.manual_seed(0)
     model = IALGCAMethod(geometry=tiny).build_model().eval()

@@ -480,11 +480,11 @@ def test_cli_heatmaps_writes_the_cache_the_runs_then_read(tmp_path, capsys):
                                       size=run.clip.heatmap_render)
         (folder / f"{vid}.npy.bak").rename(folder / f"{vid}.npy")
         n = int(ds.videos.at[vid, "num_frames"])
-        assert cached.shape == (n, 48, 48, 3) and np.array_equal(cached, fresh)
+        assert cached.shape == (n, 128, 128, 3) and np.array_equal(cached, fresh)  # drawn at the tiny scale's 128 px
     # plant a constant volume: the protocol's clip must come from the cache file
     _, test = expression_split(ds, run.card, "smile")
     vid = test["video_id"].iloc[0]
-    np.save(folder / f"{vid}.npy", np.full((int(ds.videos.at[vid, "num_frames"]), 48, 48, 3), 51, np.uint8))
+    np.save(folder / f"{vid}.npy", np.full((int(ds.videos.at[vid, "num_frames"]), 128, 128, 3), 51, np.uint8))
     item = ClipDataset(ds, test.iloc[:1], run.clip, train=False)[0]
     assert torch.allclose(item["heatmap"], torch.full_like(item["heatmap"], 51 / 255))
     # a method without heatmap inputs: one clear error, exit status 2

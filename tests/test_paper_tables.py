@@ -67,7 +67,7 @@ def test_table1_refuses_a_label_outside_the_cards_integers(small_prepared):
 
 # ------------------------------------------------------------------------------------ Tables 4-10
 def test_every_paper_table_has_a_spec_in_paper_order():
-    assert available_tables() == [f"table{k}" for k in range(1, 11)]
+    assert available_tables() == [f"table{k}" for k in range(1, 11)] + ["sota_pfed5"]
     assert load_spec("table1").kind == "statistics"
 
 
@@ -189,7 +189,8 @@ def test_reproduce_all_prints_the_plan_and_names_what_it_skips(synthetic_tiny, t
                str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--quiet"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "plan: 140 distinct run(s), 0 finished" in out
+    assert "plan: 145 distinct run(s), 0 finished" in out  # 140 for Tables 2, 4-10; 5 TraMP-Former (sota_pfed5)
+    assert "sota_pfed5: 45 run(s) on" in out and "(0 finished, 5 not in an earlier table)" in out
     assert "table6: 30 run(s) on" in out and "(0 finished, 20 not in an earlier table)" in out
     assert "skipped: table3 runs under protocol 'unbc_5fold'" in out and "add synthetic-unbc" in out
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*/result.json"))
@@ -199,6 +200,7 @@ def test_reproduce_all_prints_the_plan_and_names_what_it_skips(synthetic_tiny, t
     assert "Audit of the published table" in html and "63.72" in html
     index = (tmp_path / "out" / "index.html").read_text()
     assert all(f'href="table{k}.html"' in index for k in (1, 2, 4, 5, 6, 7, 8, 9, 10))
+    assert 'href="sota_pfed5.html"' in index and 'href="leaderboard.html"' in index
 
 
 def test_reproduce_refuses_a_table_without_a_dataset_of_its_protocol(synthetic_tiny, tmp_path, capsys):

@@ -98,36 +98,56 @@ def regression_metrics(labels: Sequence[float], predictions: Sequence[float]) ->
 BOOTSTRAP_RESAMPLES = 2000
 
 
-def _resampled_metric(metric: str):
-    """``f(y (R, n), p (S, R, n)) -> (S, R)``: the metric of each of R resamples for each of S
-    prediction sets, vectorised (equal to :func:`spearman_rho_x100`, :func:`mae`, :func:`rmse`
-    row by row; rho is NaN where a resample's labels or predictions are constant)."""
-    from scipy.stats import rankdata
+def _weighted_ranks(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based, ties averaged) of ``x (N,)`` in the multiset where element i occurs
+    ``w[r, i]`` times, for every row r of ``w (R, N)``: ``(R, N)``. Equal to ranking the expanded
+    multiset (a resample drawn with replacement) with ``scipy.stats.rankdata``."""
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])  # first sorted position of each tie group
+    ends = np.r_[starts[1:], len(xs)] - 1
+    group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(xs)]))
+    ws = w[:, order]
+    cs = np.cumsum(ws, axis=1)
+    before = cs[:, starts] - ws[:, starts]
+    total = cs[:, ends] - before
+    ranks_sorted = (before + (total + 1) / 2)[:, group]
+    ranks = np.empty_like(ranks_sorted)
+    ranks[:, order] = ranks_sorted
+    return ranks
 
+
+def _weighted_metric(y: np.ndarray, p: np.ndarray, w: np.ndarray, metric: str) -> np.ndarray:
+    """The metric of every resample given as multiplicities: ``y (N,)``, ``p (S, N)``, ``w (R, N)`` ->
+    ``(S, R)``; rho is NaN where a resample's labels or predictions are constant."""
+    n = w.sum(axis=1)
     if metric == "mae":
-        return lambda y, p: np.mean(np.abs(p - y), axis=-1)
+        return np.stack([(w * np.abs(ps - y)).sum(axis=1) / n for ps in p])
     if metric == "rmse":
-        return lambda y, p: np.sqrt(np.mean((p - y) ** 2, axis=-1))
+        return np.stack([np.sqrt((w * (ps - y) ** 2).sum(axis=1) / n) for ps in p])
     if metric != "rho_x100":
         raise ValueError(f"no bootstrap for metric {metric!r}; use rho_x100, mae or rmse")
-
-    def rho(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-        ry = rankdata(y, axis=-1)
-        ry = ry - ry.mean(axis=-1, keepdims=True)
-        rp = rankdata(p, axis=-1)
-        rp = rp - rp.mean(axis=-1, keepdims=True)
-        den = np.sqrt((ry ** 2).sum(axis=-1) * (rp ** 2).sum(axis=-1))
+    ry = _weighted_ranks(y, w)
+    ry = ry - (w * ry).sum(axis=1, keepdims=True) / n[:, None]
+    out = []
+    for ps in p:
+        rp = _weighted_ranks(ps, w)
+        rp = rp - (w * rp).sum(axis=1, keepdims=True) / n[:, None]
+        den = np.sqrt((w * ry ** 2).sum(axis=1) * (w * rp ** 2).sum(axis=1))
         with np.errstate(invalid="ignore", divide="ignore"):
-            out = 100.0 * (rp * ry).sum(axis=-1) / den
-        return np.where(den > 0, out, np.nan)
-
-    return rho
+            rho = 100.0 * (w * ry * rp).sum(axis=1) / den
+        out.append(np.where(den > 1e-12, rho, np.nan))
+    return np.stack(out)
 
 
 def bootstrap_values(labels: Sequence[float], predictions, metric: str, *, clusters: Sequence | None = None,
                      n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> np.ndarray:
     """The bootstrap distribution behind :func:`bootstrap_ci`: the metric (averaged over seeds) of
     each of ``n_resamples`` resamples of test videos or clusters, NaN where undefined.
+
+    A resample is represented by how many times it holds each video (its cluster's count in the
+    draw), and the metrics are computed on those multiplicities directly (vectorised over the
+    resamples; identical to expanding each resample and ranking it with scipy).
 
     Args: as :func:`bootstrap_ci`.
 
@@ -142,26 +162,23 @@ def bootstrap_values(labels: Sequence[float], predictions, metric: str, *, clust
     p = p.reshape(1, -1) if p.ndim == 1 else p
     if p.ndim != 2 or p.shape[1] != y.size:
         raise ValueError(f"labels {y.shape} and predictions {p.shape} do not describe the same videos")
-    f = _resampled_metric(metric)
+    if metric not in ("rho_x100", "mae", "rmse"):
+        raise ValueError(f"no bootstrap for metric {metric!r}; use rho_x100, mae or rmse")
     ids = np.arange(y.size) if clusters is None else np.asarray(clusters)
     if ids.shape != y.shape:
         raise ValueError(f"clusters {ids.shape} and labels {y.shape} differ in length")
     if y.size == 0:
         return np.full(int(n_resamples), np.nan)
     _, inverse = np.unique(ids, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
-    if len(members) < 2:
+    n_clusters = int(inverse.max()) + 1
+    if n_clusters < 2:
         return np.full(int(n_resamples), np.nan)
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(members), size=(int(n_resamples), len(members)))
-    if all(len(m) == 1 for m in members):  # one video per cluster: every resample has N videos
-        rows = np.array([m[0] for m in members])[draws]  # (R, N)
-        return f(y[rows], p[:, rows]).mean(axis=0)  # a NaN for any seed leaves the resample out
-    values = np.empty(int(n_resamples))
-    for r, draw in enumerate(draws):
-        rows = np.concatenate([members[g] for g in draw])
-        values[r] = f(y[rows][None], p[:, rows][:, None])[:, 0].mean()
-    return values
+    draws = rng.integers(0, n_clusters, size=(int(n_resamples), n_clusters))
+    counts = np.zeros((int(n_resamples), n_clusters))
+    np.add.at(counts, (np.arange(int(n_resamples))[:, None], draws), 1.0)
+    values = _weighted_metric(y, p, counts[:, inverse], metric)  # (S, R)
+    return values.mean(axis=0)  # a NaN for any seed leaves the resample out
 
 
 def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:

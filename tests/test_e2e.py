@@ -28,7 +28,7 @@ def table2_synthetic(tmp_path_factory):
     generate_synthetic(data, scale="tiny", seed=11, subjects=6, train_subjects=3, videos_per_expression=1)
     out = root / "report"
     argv = ["reproduce", "table2", "--dataset", str(data), "--scale", "tiny", "--runs-dir", str(root / "runs"),
-            "--out", str(out), "--quiet", "--train", "epochs=1", "--train", "reps_per_epoch=1"]
+            "--out", str(out), "--quiet", "--no-costs", "--train", "epochs=1", "--train", "reps_per_epoch=1"]
     rc = main(argv)
     return {"rc": rc, "root": root, "data": data, "out": out, "argv": argv}
 
@@ -127,7 +127,7 @@ def test_real_faces_prepare_reproduce_and_score(real_faces_prepared, real_faces_
     assert videos["head_turn_woman"]["num_frames"] == 300 and manifest["counts"]["failed_videos"] == 0
     root = real_faces_prepared["root"]
     rc = main(["reproduce", "table2", "--dataset", str(real_faces_prepared["out"]), "--scale", "tiny",
-               "--runs-dir", str(root / "runs"), "--out", str(root / "report"), "--quiet", "--train", "epochs=1",
+               "--runs-dir", str(root / "runs"), "--out", str(root / "report"), "--quiet", "--no-costs", "--train", "epochs=1",
                "--train", "reps_per_epoch=1"])
     assert rc == 0
     long = pd.read_csv(root / "report" / "table2_long.csv")

@@ -31,7 +31,7 @@ def table3_synthetic(tmp_path_factory):
     generate_synthetic_unbc(data, scale="tiny", seed=5, sequences_per_subject=1, max_length=60, mean_length=52.0)
     out = root / "report"
     argv = ["reproduce", "table3", "--dataset", str(data), "--scale", "tiny", "--runs-dir", str(root / "runs"),
-            "--out", str(out), "--quiet", "--train", "epochs=1", "--train", "reps_per_epoch=1",
+            "--out", str(out), "--quiet", "--no-costs", "--train", "epochs=1", "--train", "reps_per_epoch=1",
             "--rows", *reversed(RUN_ROWS), *QUOTED_ROWS]
     rc = main(argv)
     return {"rc": rc, "root": root, "data": data, "out": out, "argv": argv}

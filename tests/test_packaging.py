@@ -56,13 +56,17 @@ def test_a_wheel_install_reproduces_from_an_empty_directory(tmp_path):
                             "print(p.project_root()); print(p.specs_dir())"],
                            check=True, capture_output=True, text=True, cwd=work, env=env).stdout.split()
     assert probe[0].startswith(str(site)) and probe[1] == "None" and probe[2].startswith(str(site))
+    # the dummy row: the whole pipeline (data generation, runs, records, tables, site) in seconds; training is
+    # the other tests' business
     cmd = [str(venv / "bin" / "qafe-bench"), "reproduce", "table2", "--dataset", "synthetic", "--scale", "tiny",
-           "--rows", "QAFE-Net", "Dummy (training mean)", "--train", "epochs=1", "--quiet"]
+           "--rows", "Dummy (training mean)", "--quiet"]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=work, env=env, timeout=900)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert sorted(p.name for p in work.iterdir()) == ["reports", "runs"]
-    assert len(list((work / "runs").glob("qafe_net-*/result.json"))) == 5
+    assert len(list((work / "runs").glob("dummy-*/result.json"))) == 5
     [report] = list((work / "reports" / "output").glob("synthetic-*-tiny"))
     table = pd.read_csv(report / "table2.csv").set_index("row")
-    assert table.loc["QAFE-Net", "avg_corr_paper"] == pytest.approx(65.35)
-    assert (report / "index.html").is_file()
+    dummy = table.loc["Dummy (training mean)"]
+    assert pd.isna(dummy["smile"]) and pd.isna(dummy["smile_paper"])  # constant predictions; not in the paper
+    assert (report / "index.html").is_file() and (report / "leaderboard.html").is_file()
+    assert (work / "reports" / "output" / "index.html").is_file()

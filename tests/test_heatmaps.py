@@ -508,30 +508,37 @@ def test_jet_lut_built_fresh_equals_opencv_value_by_value(monkeypatch):
     assert jet_rgb_lut() is lut  # built once
 
 
-@pytest.mark.parametrize("extra", [5, 1])  # 1: the last chunk is one frame, which OpenCV returns as (H, W)
-def test_blur_of_more_frames_than_opencv_has_channels_equals_per_frame_blur(extra):
-    from benchmark.data.heatmaps import _MAX_CV_CHANNELS, _blur_stack
+@pytest.mark.parametrize("height", [9, 4, 3, 1])  # 3 and 1: frames shorter than the blur's reach
+def test_blur_of_the_padded_tall_stack_equals_per_frame_blur(height):
+    """The accumulator's frames, blurred as one tall image with each frame's reflect-101 border rows
+    written into its spare rows, equal OpenCV's blur of each frame alone, bit for bit (also for more
+    frames than OpenCV has channels, and for frames too short for the padding)."""
+    from benchmark.data.heatmaps import _PAD, _blur_stack
 
     rng = np.random.default_rng(3)
-    stack = rng.random((9, 7, _MAX_CV_CHANNELS + extra), dtype=np.float32)
-    out = _blur_stack(stack.copy())
-    assert out.shape == stack.shape and out.dtype == np.float32
-    for t in range(stack.shape[2]):
-        ref = cv2.GaussianBlur(np.ascontiguousarray(stack[:, :, t]), (7, 7), 0, borderType=cv2.BORDER_REFLECT_101)
-        np.testing.assert_array_equal(out[:, :, t], ref, err_msg=f"frame {t}")
+    t = 600
+    frames = rng.random((t, height, 7), dtype=np.float32)
+    stack = np.zeros((t, height + 2 * _PAD, 7), np.float32)
+    stack[:, _PAD:_PAD + height] = frames
+    stack[:, :_PAD] = rng.random((t, _PAD, 7), dtype=np.float32)  # whatever the spare rows held is ignored
+    out = _blur_stack(stack)
+    assert out.shape == frames.shape and out.dtype == np.float32
+    for i in range(t):
+        ref = cv2.GaussianBlur(np.ascontiguousarray(frames[i]), (7, 7), 0, borderType=cv2.BORDER_REFLECT_101)
+        np.testing.assert_array_equal(out[i], ref.reshape(frames[i].shape), err_msg=f"frame {i}")
 
 
 def test_normalise_divides_by_each_frames_peak_and_keeps_an_empty_frame_zero():
     from benchmark.data.heatmaps import _normalise_
 
-    stack = np.zeros((2, 2, 3), np.float32)
-    stack[0, 0, 0], stack[1, 1, 0] = 4.0, 1.0
-    stack[0, 1, 2] = 0.5
+    stack = np.zeros((3, 2, 2), np.float32)  # (T, H, W)
+    stack[0, 0, 0], stack[0, 1, 1] = 4.0, 1.0
+    stack[2, 0, 1] = 0.5
     out = _normalise_(stack)
     assert np.isfinite(out).all()
-    np.testing.assert_array_equal(out[:, :, 0], [[1.0, 0.0], [0.0, 0.25]])
-    assert not out[:, :, 1].any()  # no landmark: stays 0, not 0 / 0
-    np.testing.assert_array_equal(out[:, :, 2], [[0.0, 1.0], [0.0, 0.0]])
+    np.testing.assert_array_equal(out[0], [[1.0, 0.0], [0.0, 0.25]])
+    assert not out[1].any()  # no landmark: stays 0, not 0 / 0
+    np.testing.assert_array_equal(out[2], [[0.0, 1.0], [0.0, 0.0]])
 
 
 @pytest.mark.parametrize("mode", ["paper", "official", "points"])

@@ -106,7 +106,6 @@ MODES = ("paper", "official", "points")
 SMOOTHINGS = ("gauss7", "none")
 #: bump when the rendering changes, so that old cache folders are not reused.
 HEATMAP_CACHE_VERSION = 1
-_MAX_CV_CHANNELS = 512  # OpenCV's CV_CN_MAX
 _DEFAULT_CHUNK = 128  # frames rendered at once by the cache helpers (bounds memory)
 
 _JET_RGB: np.ndarray | None = None
@@ -208,57 +207,72 @@ def _pixel_points(points: np.ndarray, h: int, w: int, skip_first: bool) -> tuple
     return xs, ys
 
 
-def _accumulate(xs: np.ndarray, ys: np.ndarray, h: int, w: int, table: np.ndarray) -> np.ndarray:
-    """Sum the Gaussian table centred at every landmark: ``(H, W, T)`` float32 (frames last).
+#: Rows of reflect-101 padding above and below each frame of the accumulator (the 7x7 blur's radius).
+_PAD = 3
 
-    Frames are laid out as the channels of one image so that the blur runs as a
-    single multi-channel OpenCV call without transposing float arrays.
-    Out-of-image taps are dropped (the official window clipping).  ``np.add.at``
-    is unbuffered and applies the updates in array order, which is (t, k, dy, dx)
-    C-order, so each pixel receives its landmarks' contributions in landmark
-    order: the float32 sum equals ``np.sum(per_landmark_maps, axis=0)`` of the
-    official code bit for bit.
+
+def _accumulate(xs: np.ndarray, ys: np.ndarray, h: int, w: int, table: np.ndarray) -> np.ndarray:
+    """Sum the Gaussian table centred at every landmark: ``(T, H + 6, W)`` float32, each frame with
+    3 spare rows above and below for the blur's border (:func:`_blur_stack`).
+
+    One vectorised add per landmark over all frames, in landmark order: within one landmark the
+    window pixels of a frame are distinct, so a plain fancy-index ``+=`` is exact, and each pixel
+    receives its landmarks' contributions in landmark order: the float32 sum equals
+    ``np.sum(per_landmark_maps, axis=0)`` of the official code bit for bit. Out-of-image taps are
+    dropped (the official window clipping).
     """
-    t, _ = xs.shape
+    t, n_points = xs.shape
     k = table.shape[0]
     r = k // 2
     off = np.arange(-r, r + 1, dtype=np.int64)
+    hp = h + 2 * _PAD
+    acc = np.zeros((t, hp, w), dtype=np.float32)
+    flat = acc.reshape(-1)
     yy = ys[:, :, None, None] + off[None, None, :, None]  # (T, K, k, 1)
     xx = xs[:, :, None, None] + off[None, None, None, :]  # (T, K, 1, k)
     valid = ((yy >= 0) & (yy < h)) & ((xx >= 0) & (xx < w))  # (T, K, k, k)
-    flat = (yy * w + xx) * t + np.arange(t, dtype=np.int64)[:, None, None, None]  # (T, K, k, k)
-    acc = np.zeros(h * w * t, dtype=np.float32)
-    if valid.all():  # every window inside the image: skip the boolean gathers
-        np.add.at(acc, flat.reshape(-1), np.tile(table.reshape(-1), flat.size // table.size))
-    else:
-        np.add.at(acc, flat[valid], np.broadcast_to(table, valid.shape)[valid])
-    return acc.reshape(h, w, t)
+    index = (np.arange(t, dtype=np.int64)[:, None, None, None] * hp + yy + _PAD) * w + xx  # (T, K, k, k)
+    values = np.broadcast_to(table, (t, k, k))
+    inside = valid.all(axis=(0, 2, 3))  # per landmark: every frame's window inside the image
+    for j in range(n_points):
+        if inside[j]:
+            flat[index[:, j].reshape(-1)] += values.reshape(-1)
+        else:
+            v = valid[:, j]
+            flat[index[:, j][v]] += values[v]
+    return acc
 
 
 def _blur_stack(stack: np.ndarray) -> np.ndarray:
-    """``cv2.GaussianBlur((7, 7), sigmaX=0, BORDER_REFLECT_101)`` of every frame of an ``(H, W, T)`` float32 stack.
+    """``cv2.GaussianBlur((7, 7), sigmaX=0, BORDER_REFLECT_101)`` of every frame of a ``(T, H + 6, W)``
+    float32 accumulator (:func:`_accumulate`); returns the ``(T, H, W)`` frames (a view).
 
-    The T frames are the channels of one image (at most 512 per call), which gives
-    the same values as blurring each frame alone (checked by the tests against
-    per-frame ``cv2.GaussianBlur``).
+    The spare rows of each frame are filled with its reflect-101 border rows, and the stack is
+    blurred as ONE tall single-channel image: every output row of a frame then sees exactly the
+    rows a per-frame blur would (its own rows and its reflected border, never a neighbour's),
+    and columns are independent; so the result equals per-frame ``cv2.GaussianBlur`` (checked by
+    the tests), without the transposes a frames-as-channels layout needs.
     """
-    h, w, t = stack.shape
-    if t <= _MAX_CV_CHANNELS:
-        out = cv2.GaussianBlur(stack, (7, 7), sigmaX=0, sigmaY=0, borderType=cv2.BORDER_REFLECT_101)
-        return out.reshape(h, w, t)  # one channel comes back 2-D
-    out = np.empty_like(stack)
-    for s in range(0, t, _MAX_CV_CHANNELS):
-        chunk = np.ascontiguousarray(stack[:, :, s:s + _MAX_CV_CHANNELS])
-        blurred = cv2.GaussianBlur(chunk, (7, 7), sigmaX=0, sigmaY=0, borderType=cv2.BORDER_REFLECT_101)
-        out[:, :, s:s + _MAX_CV_CHANNELS] = blurred.reshape(chunk.shape)
-    return out
+    p = _PAD
+    t, hp, w = stack.shape
+    if hp - 2 * p <= p:  # frames of at most 3 rows: OpenCV's reflect-101 wraps differently; blur each frame
+        out = np.empty((t, hp - 2 * p, w), np.float32)
+        for i in range(t):
+            blurred = cv2.GaussianBlur(np.ascontiguousarray(stack[i, p:hp - p]), (7, 7), sigmaX=0, sigmaY=0,
+                                       borderType=cv2.BORDER_REFLECT_101)
+            out[i] = blurred.reshape(out.shape[1:])
+        return out
+    stack[:, :p] = stack[:, 2 * p:p:-1]  # rows p+3, p+2, p+1 mirrored about row p (reflect-101)
+    stack[:, -p:] = stack[:, -p - 2:-2 * p - 2:-1]
+    out = cv2.GaussianBlur(stack.reshape(t * hp, w), (7, 7), sigmaX=0, sigmaY=0, borderType=cv2.BORDER_REFLECT_101)
+    return out.reshape(t, hp, w)[:, p:hp - p]
 
 
 def _normalise_(stack: np.ndarray) -> np.ndarray:
-    """Divide each frame of an ``(H, W, T)`` float32 stack by its own maximum, in place; an all-zero frame stays 0."""
-    peak = stack.max(axis=(0, 1))
+    """Divide each frame of a ``(T, H, W)`` float32 stack by its own maximum, in place; an all-zero frame stays 0."""
+    peak = stack.max(axis=(1, 2))
     peak[peak <= 0] = 1
-    stack /= peak
+    stack /= peak[:, None, None]
     return stack
 
 
@@ -338,22 +352,22 @@ def render_heatmap_frames(
         return np.repeat(mask[..., None], 3, axis=3)
 
     table = gaussian_table(sigma, kernel_size)
-    acc = _accumulate(xs, ys, h, w, table)  # (H, W, T)
-    if smoothing == "gauss7":
-        acc = _blur_stack(acc)
-    weights = _normalise_(acc)
+    acc = _accumulate(xs, ys, h, w, table)  # (T, H + 6, W)
+    weights = _blur_stack(acc) if smoothing == "gauss7" else acc[:, _PAD:_PAD + h]
+    weights = _normalise_(np.ascontiguousarray(weights))  # (T, H, W)
 
     if mode == "official":
         weights *= np.float32(255)
         levels = weights.astype(np.uint8)  # truncation, as np.uint8(255 * x)
-        return _jet_levels_to_rgb(np.ascontiguousarray(levels.transpose(2, 0, 1)))
+        return _jet_levels_to_rgb(levels)
 
     # paper: rint(w * RGB), float32 product, round half to even; cv2.multiply computes exactly
-    # that (float32 work depth, cvRound, saturation) and is ~2x faster than the numpy chain
-    # np.rint(np.float32(w) * rgb).astype(uint8) it equals (checked by the tests).
-    w_thw = np.ascontiguousarray(weights.transpose(2, 0, 1)).reshape(t * h, w)
-    w3 = cv2.merge([w_thw, w_thw, w_thw])
-    out = cv2.multiply(frames.reshape(t * h, w, 3), w3, dtype=cv2.CV_8U)
+    # that (float32 work depth, cvRound, saturation), per colour plane against the same weight
+    # plane (half the memory traffic of merging the weights into 3 channels first), and equals
+    # np.rint(np.float32(w) * rgb).astype(uint8) (checked by the tests).
+    w_plane = weights.reshape(t * h, w)
+    planes = cv2.split(frames.reshape(t * h, w, 3))
+    out = cv2.merge([cv2.multiply(c, w_plane, dtype=cv2.CV_8U) for c in planes])
     return out.reshape(t, h, w, 3)
 
 

@@ -1,10 +1,9 @@
 """Landmark heatmap volumes (benchmark.data.heatmaps).
 
-The per-landmark reference implementations below follow the released
-``dataset/generate_landmark_heatmap.py`` (shuchaoduan/QAFE-Net) literally, one
-landmark and one frame at a time, with ``cv2.GaussianBlur`` and
-``cv2.applyColorMap``; the vectorised renderer must match them byte for byte.
-``tests/test_bench_heatmaps.py`` and ``scripts/bench_heatmaps.py`` time them.
+The per-landmark reference implementations (:mod:`benchmark.data.heatmap_reference`) follow the
+released ``dataset/generate_landmark_heatmap.py`` (shuchaoduan/QAFE-Net) literally, one landmark
+and one frame at a time, with ``cv2.GaussianBlur`` and ``cv2.applyColorMap``; the vectorised
+renderer must match them byte for byte. ``tests/test_bench.py`` and ``qafe-bench perf`` time them.
 """
 
 from __future__ import annotations
@@ -28,72 +27,16 @@ from benchmark.data.prepared import LandmarkScheme, PreparedDataset, PreparedWri
 from benchmark.errors import ManifestError
 
 # --------------------------------------------------------------------------------------------
-# literal per-landmark references (loops on purpose)
+# literal per-landmark references (loops on purpose): benchmark/data/heatmap_reference.py
 
 
-def _round_clamp(points: np.ndarray, h: int, w: int) -> np.ndarray:
-    """np.rint then clamp into the image, as the module documents (the official code would give NaN outside)."""
-    pts = np.rint(np.asarray(points, dtype=np.float64))
-    pts[..., 0] = np.clip(pts[..., 0], 0, w - 1)
-    pts[..., 1] = np.clip(pts[..., 1], 0, h - 1)
-    return pts
-
-
-def _one_landmark_map(h: int, w: int, center, sigma, radius: int = 5) -> np.ndarray:
-    """generate_a_heatmap: a float32 Gaussian patch on a zero map, divided by the map's max."""
-    heatmap = np.zeros((h, w), dtype=np.float32)
-    mu_x, mu_y = np.float32(center[0]), np.float32(center[1])
-    st_x, ed_x = max(int(mu_x - radius), 0), min(int(mu_x + radius) + 1, w)
-    st_y, ed_y = max(int(mu_y - radius), 0), min(int(mu_y + radius) + 1, h)
-    x = np.arange(st_x, ed_x, 1, np.float32)
-    y = np.arange(st_y, ed_y, 1, np.float32)[:, None]
-    patch = np.exp(-((x - mu_x) ** 2 + (y - mu_y) ** 2) / 2 / sigma ** 2) * np.float32(1.0)
-    heatmap[st_y:ed_y, st_x:ed_x] = np.maximum(heatmap[st_y:ed_y, st_x:ed_x], patch)
-    return heatmap / np.max(heatmap)
-
-
-def reference_official(points, size, sigma=1, skip_first_landmark=True, radius=5) -> np.ndarray:
-    """Official recipe, per frame and per landmark; returns RGB (the JET BGR image reversed)."""
-    h, w = size
-    pts = _round_clamp(points, h, w)
-    out = []
-    for kps in pts:
-        start = 1 if skip_first_landmark else 0
-        maps = [_one_landmark_map(h, w, kps[i], sigma, radius) for i in range(start, kps.shape[0])]
-        combined = np.sum(np.stack(maps, axis=0), axis=0)
-        smoothed = cv2.GaussianBlur(combined, (7, 7), sigmaX=0)
-        smoothed /= np.max(smoothed)
-        bgr = cv2.applyColorMap(np.uint8(255 * smoothed), cv2.COLORMAP_JET)
-        out.append(bgr[:, :, ::-1])
-    return np.stack(out)
-
-
-def reference_paper(points, frames, size, sigma=1.0, radius=5) -> np.ndarray:
-    """Paper recipe, per frame and per landmark: accumulate G, blur 7x7, /max, rint(w * RGB)."""
-    h, w = size
-    pts = _round_clamp(points, h, w)
-    out = []
-    for kps, rgb in zip(pts, frames):
-        acc = np.zeros((h, w), np.float32)
-        for i in range(kps.shape[0]):
-            acc += _one_landmark_map(h, w, kps[i], sigma, radius)
-        acc = cv2.GaussianBlur(acc, (7, 7), sigmaX=0)
-        acc /= np.max(acc)
-        out.append(np.rint(acc[:, :, None] * rgb.astype(np.float32)).astype(np.uint8))
-    return np.stack(out)
-
-
-def random_points(rng, t, k, h, w, margin=12):
-    """Landmarks clustered like a face, plus some near and beyond every border."""
-    pts = np.empty((t, k, 2))
-    pts[..., 0] = rng.uniform(0.25 * w, 0.75 * w, (t, k))
-    pts[..., 1] = rng.uniform(0.25 * h, 0.75 * h, (t, k))
-    n_edge = max(k // 4, 1)
-    pts[:, :n_edge, 0] = rng.uniform(-margin, w - 1 + margin, (t, n_edge))
-    pts[:, :n_edge, 1] = rng.uniform(-margin, h - 1 + margin, (t, n_edge))
-    pts[:, 1, :] = [-30.0, h + 40.0]  # entirely outside: its official window would be empty (0/0)
-    pts[:, 2, :] = [w - 1.5, 0.49]  # at the border, rounding half to even
-    return pts.astype(np.float32)
+from benchmark.data.heatmap_reference import (  # noqa: E402  the literal per-landmark references
+    _one_landmark_map,
+    _round_clamp,
+    random_points,
+    reference_official,
+    reference_paper,
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -459,7 +402,8 @@ def test_cache_keys():
 
 def test_cli_heatmaps_writes_the_cache_the_runs_then_read(tmp_path, capsys):
     """``qafe-bench heatmaps`` renders at the mode, sigma and size a QAFE-Net run at that scale asks
-    the protocol for; the protocol then reads those files (a planted cache value reaches the clip)."""
+    the protocol for and stores the frames resized to the size the protocol crops from; the protocol
+    then reads those files (a planted cache value reaches the clip)."""
     from conftest import make_prepared
 
     from benchmark.cli import main
@@ -469,24 +413,32 @@ def test_cli_heatmaps_writes_the_cache_the_runs_then_read(tmp_path, capsys):
     ds = make_prepared(tmp_path / "ds", videos=4, size=16, frames=12)
     assert main(["heatmaps", "--dataset", str(ds.root), "--scale", "tiny", "--quiet"]) == 0
     run = resolve(RunSpec("qafe_net", ds.root, "smile", scale="tiny"), tmp_path / "runs")
-    spec = run.clip.inputs
-    key = heatmap_cache_key(spec.heatmap_mode, spec.heatmap_sigma, run.clip.heatmap_render)
+    spec, render, side = run.clip.inputs, run.clip.heatmap_render, run.clip.heatmap_resize
+    assert (render, side) == (128, 32)  # the tiny scale draws at 128 px and crops from 32 px
+    key = heatmap_cache_key(spec.heatmap_mode, spec.heatmap_sigma, render, resize=side)
+    assert key.endswith("_128x128_to32x32")
     folder = ds.root / "heatmaps" / key
     assert str(folder) in capsys.readouterr().out
     for vid in ds.videos.index:
         cached = np.load(folder / f"{vid}.npy")
         (folder / f"{vid}.npy").rename(folder / f"{vid}.npy.bak")
-        fresh = cached_heatmap_frames(ds, vid, mode=spec.heatmap_mode, sigma=spec.heatmap_sigma,
-                                      size=run.clip.heatmap_render)
+        drawn = cached_heatmap_frames(ds, vid, mode=spec.heatmap_mode, sigma=spec.heatmap_sigma, size=render)
         (folder / f"{vid}.npy.bak").rename(folder / f"{vid}.npy")
         n = int(ds.videos.at[vid, "num_frames"])
-        assert cached.shape == (n, 128, 128, 3) and np.array_equal(cached, fresh)  # drawn at the tiny scale's 128 px
+        assert drawn.shape == (n, render, render, 3)
+        # independent resize of the full-size drawing, frame by frame
+        expected = np.stack([cv2.resize(f, (side, side), interpolation=cv2.INTER_AREA) for f in drawn])
+        assert cached.shape == (n, side, side, 3) and np.array_equal(cached, expected)
     # plant a constant volume: the protocol's clip must come from the cache file
     _, test = expression_split(ds, run.card, "smile")
     vid = test["video_id"].iloc[0]
-    np.save(folder / f"{vid}.npy", np.full((int(ds.videos.at[vid, "num_frames"]), 128, 128, 3), 51, np.uint8))
+    np.save(folder / f"{vid}.npy", np.full((int(ds.videos.at[vid, "num_frames"]), side, side, 3), 51, np.uint8))
     item = ClipDataset(ds, test.iloc[:1], run.clip, train=False)[0]
     assert torch.allclose(item["heatmap"], torch.full_like(item["heatmap"], 51 / 255))
+    # a cache at the wrong size is refused with the fix, never silently resized
+    np.save(folder / f"{vid}.npy", np.zeros((int(ds.videos.at[vid, "num_frames"]), render, render, 3), np.uint8))
+    with pytest.raises(ManifestError, match="rebuild the heatmap cache"):
+        ClipDataset(ds, test.iloc[:1], run.clip, train=False)[0]
     # a method without heatmap inputs: one clear error, exit status 2
     assert main(["heatmaps", "--dataset", str(ds.root), "--method", "former_dfer", "--quiet"]) == 2
     assert "reads no landmark heatmaps" in capsys.readouterr().err
@@ -650,8 +602,22 @@ def test_cache_helpers_pass_every_rendering_parameter(tmp_path, case):
     params = {"key": folder.name, "version": 1, "mode": case["mode"], "sigma": float(case["sigma"]),
               "size": [32, 32], "kernel_size": case["kernel_size"],
               "smoothing": "none", "skip_first_landmark": case["skip_first_landmark"], "crop_size": 32,
-              "dataset_content_hash": ds.content_hash}
+              "resize": None, "dataset_content_hash": ds.content_hash}
     assert (folder / "params.json").read_text() == json.dumps(params, indent=2)
+    # stored resized (as ``qafe-bench heatmaps`` stores them for runs): a second folder, each frame
+    # area-resized after drawing at full size, read back at that size
+    small = np.stack([cv2.resize(f, (16, 16), interpolation=cv2.INTER_AREA) for f in direct])
+    np.testing.assert_array_equal(cached_heatmap_frames(ds, "vid_b", **case, resize=16), small)
+    resized = write_heatmap_cache(ds, **case, chunk_frames=2, resize=16)
+    assert resized.name == folder.name + "_to16x16" and resized != folder
+    np.testing.assert_array_equal(np.load(resized / "vid_b.npy"), small)
+    np.testing.assert_array_equal(cached_heatmap_frames(ds, "vid_b", [3, 1], **case, resize=16), small[[3, 1]])
+    assert json.loads((resized / "params.json").read_text())["resize"] == 16
+    assert write_heatmap_cache(ds, **case, resize=32) == folder  # the drawing size: no resize, same key
+    assert json.loads((folder / "params.json").read_text())["resize"] is None
+    for bad in (0, -4, 2.5):
+        with pytest.raises(ValueError, match="resize must be a positive int"):
+            cached_heatmap_frames(ds, "vid_b", **case, resize=bad)
 
 
 @pytest.mark.parametrize("case", RENDER_CASES[:2], ids=lambda c: c["mode"])

@@ -323,6 +323,26 @@ def test_to_tensor_stays_float32_after_normalisation():
     assert to_tensor(frames, "imagenet")[0, 0, 0, 0].item() == pytest.approx((128 / 255 - 0.485) / 0.229, abs=1e-6)
 
 
+def test_to_tensor_equals_the_straightforward_numpy_chain_bit_for_bit():
+    """The fast path (uint8 transpose, in-place float ops) against x / 255, (x - mean) / std in numpy
+    float32 then a transpose: every value of every normalisation identical, also on a non-contiguous
+    (flipped, cropped) view as the protocol passes."""
+    from benchmark.protocols.pfed5 import NORMALISATIONS
+
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 256, (3, 9, 11, 3), dtype=np.uint8)
+    frames[0, 0, 0] = [0, 255, 128]
+    for view in (frames, frames[:, 1:8, ::-1]):
+        for norm in (*NORMALISATIONS, None):
+            x = view.astype(np.float32) / 255.0
+            ms = NORMALISATIONS.get(norm) if norm else None
+            if ms is not None:
+                x = (x - np.asarray(ms[0], np.float32)) / np.asarray(ms[1], np.float32)
+            expected = torch.from_numpy(np.ascontiguousarray(x.transpose(3, 0, 1, 2)))
+            got = to_tensor(view, norm)
+            assert got.is_contiguous() and torch.equal(got, expected), norm
+
+
 def test_heatmap_stream_is_the_rendered_volume_resized_and_centre_cropped(tmp_path):
     """Test clips: the heatmap input is cached_heatmap_frames at the method's mode, sigma and render
     size, for the eval frame indices, area-resized to heatmap_resize and centre-cropped; RGB uses the

@@ -176,6 +176,16 @@ def _check_size(size: int | Sequence[int]) -> tuple[int, int]:
     return h, w
 
 
+def _check_resize(resize: int | None, size: tuple[int, int]) -> int | None:
+    """None when ``resize`` keeps the drawing size, else the side in pixels (a positive int)."""
+    if resize is None:
+        return None
+    side = int(resize)
+    if side < 1 or side != resize:
+        raise ValueError(f"resize must be a positive int (pixels) or None, got {resize!r}")
+    return None if (side, side) == tuple(size) else side
+
+
 def _resolve(mode: str, smoothing: str | None, skip_first_landmark: bool | None) -> tuple[str, bool]:
     if mode not in MODES:
         raise ValueError(f"unknown heatmap mode {mode!r}; choose one of {MODES}")
@@ -383,8 +393,10 @@ def heatmap_cache_key(
     kernel_size: int = 11,
     smoothing: str | None = None,
     skip_first_landmark: bool | None = None,
+    resize: int | None = None,
 ) -> str:
-    """File-name-safe key of a heatmap rendering, e.g. ``v1_official_sigma1_k11_gauss7_skip1_256x256``.
+    """File-name-safe key of a heatmap rendering, e.g. ``v1_official_sigma1_k11_gauss7_skip1_256x256``
+    (``..._256x256_to64x64`` when the frames are stored resized to ``resize``, as runs read them).
 
     Parameters that do not affect the output (sigma, kernel_size, smoothing for
     ``points``) are left out, so equal renderings share a key; None defaults are
@@ -401,7 +413,9 @@ def heatmap_cache_key(
         s = _check_sigma(sigma)
         k = _check_kernel_size(kernel_size)
         body = f"{mode}_sigma{s:g}_k{k}_{smoothing}_skip{int(skip)}"
-    return f"v{HEATMAP_CACHE_VERSION}_{body}_{h}x{w}"
+    side = _check_resize(resize, (h, w))
+    tail = "" if side is None else f"_to{side}x{side}"
+    return f"v{HEATMAP_CACHE_VERSION}_{body}_{h}x{w}{tail}"
 
 
 def _video_inputs(
@@ -423,20 +437,28 @@ def _video_inputs(
     return pts, frames
 
 
+def _area_resize(frames: np.ndarray, side: int | None) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8 -> ``(T, side, side, 3)`` with ``cv2.INTER_AREA`` per frame, as the protocol resizes heatmaps."""
+    if side is None or frames.shape[1:3] == (side, side):
+        return frames
+    return np.stack([cv2.resize(f, (side, side), interpolation=cv2.INTER_AREA) for f in frames])
+
+
 def _render_video(
     dataset: PreparedDataset, video_id: str, idx: np.ndarray, *, mode: str, sigma: float,
     size: tuple[int, int], kernel_size: int, smoothing: str | None, skip_first_landmark: bool | None,
-    chunk_frames: int = _DEFAULT_CHUNK,
+    chunk_frames: int = _DEFAULT_CHUNK, resize: int | None = None,
 ) -> np.ndarray:
     h, w = size
-    out = np.empty((idx.size, h, w, 3), dtype=np.uint8)
+    oh, ow = (h, w) if resize is None else (int(resize), int(resize))
+    out = np.empty((idx.size, oh, ow, 3), dtype=np.uint8)
     for s in range(0, idx.size, chunk_frames):  # chunks only bound memory: frames are independent
         sub = idx[s:s + chunk_frames]
         pts, frames = _video_inputs(dataset, video_id, sub, h, w, mode == "paper")
-        out[s:s + sub.size] = render_heatmap_frames(
+        out[s:s + sub.size] = _area_resize(render_heatmap_frames(
             pts, size=(h, w), mode=mode, sigma=sigma, frames=frames, kernel_size=kernel_size,
             smoothing=smoothing, skip_first_landmark=skip_first_landmark,
-        )
+        ), resize)
     return out
 
 
@@ -451,6 +473,7 @@ def cached_heatmap_frames(
     kernel_size: int = 11,
     smoothing: str | None = None,
     skip_first_landmark: bool | None = None,
+    resize: int | None = None,
 ) -> np.ndarray:
     """Heatmap frames of one video, from the cache when present, else rendered now.
 
@@ -471,9 +494,12 @@ def cached_heatmap_frames(
         mode, sigma, kernel_size, smoothing, skip_first_landmark: as
             :func:`render_heatmap_frames`.
         size: ``(H, W)`` or int; None = the dataset's crop size.
+        resize: the frames are then resized to ``resize x resize`` (``cv2.INTER_AREA`` per frame,
+            as the protocol resizes heatmaps before its crop), and the cache holding them at that
+            size is read (16 times smaller than 256-px frames at QAFE-Net's 64).
 
     Returns:
-        ``(len(indices), H, W, 3)`` uint8 RGB.
+        ``(len(indices), H, W, 3)`` uint8 RGB (``resize x resize`` with ``resize``).
 
     Raises:
         KeyError: ``video_id`` is not in ``videos.csv``.
@@ -483,8 +509,10 @@ def cached_heatmap_frames(
         ValueError: invalid rendering parameters.
     """
     h, w = _check_size(dataset.crop_size if size is None else size)
+    resize = _check_resize(resize, (h, w))
     key = heatmap_cache_key(mode, sigma, (h, w), kernel_size=kernel_size, smoothing=smoothing,
-                            skip_first_landmark=skip_first_landmark)
+                            skip_first_landmark=skip_first_landmark, resize=resize)
+    oh, ow = (h, w) if resize is None else (int(resize), int(resize))
     check_video_id(video_id)
     n = int(dataset.videos.at[video_id, "num_frames"])
     idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -493,14 +521,14 @@ def cached_heatmap_frames(
     path = dataset.root / "heatmaps" / key / f"{video_id}.npy"
     if path.is_file():
         arr = np.load(path, mmap_mode="r")
-        if arr.shape != (n, h, w, 3) or arr.dtype != np.uint8:
+        if arr.shape != (n, oh, ow, 3) or arr.dtype != np.uint8:
             raise ManifestError(
-                f"{path}: shape {arr.shape} {arr.dtype}, expected ({n}, {h}, {w}, 3) uint8; "
+                f"{path}: shape {arr.shape} {arr.dtype}, expected ({n}, {oh}, {ow}, 3) uint8; "
                 f"delete {path.parent} and rebuild the heatmap cache"
             )
         return np.ascontiguousarray(arr[idx])
     return _render_video(dataset, video_id, idx, mode=mode, sigma=sigma, size=(h, w), kernel_size=kernel_size,
-                         smoothing=smoothing, skip_first_landmark=skip_first_landmark)
+                         smoothing=smoothing, skip_first_landmark=skip_first_landmark, resize=resize)
 
 
 def write_heatmap_cache(
@@ -516,6 +544,7 @@ def write_heatmap_cache(
     overwrite: bool = False,
     chunk_frames: int = _DEFAULT_CHUNK,
     progress: bool = False,
+    resize: int | None = None,
 ) -> Path:
     """Precompute heatmap frames of every video into ``dataset.root/heatmaps/<key>/``.
 
@@ -526,8 +555,9 @@ def write_heatmap_cache(
 
     Args:
         dataset: a prepared dataset.
-        mode, sigma, size, kernel_size, smoothing, skip_first_landmark: as
-            :func:`cached_heatmap_frames`.
+        mode, sigma, size, kernel_size, smoothing, skip_first_landmark, resize: as
+            :func:`cached_heatmap_frames` (``resize``: store the frames at the size the protocol
+            crops from, as ``qafe-bench heatmaps`` does).
         video_ids: which videos (default: all of ``videos.csv``).
         overwrite: re-render files that already exist.
         chunk_frames: frames rendered at once (bounds memory; the result does not depend on it).
@@ -542,8 +572,9 @@ def write_heatmap_cache(
         ValueError: invalid rendering parameters.
     """
     h, w = _check_size(dataset.crop_size if size is None else size)
+    resize = _check_resize(resize, (h, w))
     key = heatmap_cache_key(mode, sigma, (h, w), kernel_size=kernel_size, smoothing=smoothing,
-                            skip_first_landmark=skip_first_landmark)
+                            skip_first_landmark=skip_first_landmark, resize=resize)
     if int(chunk_frames) < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames!r}")
     folder = dataset.root / "heatmaps" / key
@@ -552,7 +583,7 @@ def write_heatmap_cache(
     params = {
         "key": key, "version": HEATMAP_CACHE_VERSION, "mode": mode, "sigma": float(sigma),
         "size": [h, w], "kernel_size": int(kernel_size), "smoothing": smoothing_r,
-        "skip_first_landmark": skip_r, "crop_size": dataset.crop_size,
+        "skip_first_landmark": skip_r, "crop_size": dataset.crop_size, "resize": resize,
         "dataset_content_hash": dataset.content_hash,
     }
     atomic_write_text(folder / "params.json", json.dumps(params, indent=2))
@@ -566,7 +597,7 @@ def write_heatmap_cache(
         n = int(dataset.videos.at[vid, "num_frames"])
         arr = _render_video(dataset, vid, np.arange(n), mode=mode, sigma=sigma, size=(h, w),
                             kernel_size=kernel_size, smoothing=smoothing, skip_first_landmark=skip_first_landmark,
-                            chunk_frames=int(chunk_frames))
+                            chunk_frames=int(chunk_frames), resize=resize)
         buf = io.BytesIO()
         np.save(buf, arr, allow_pickle=False)
         atomic_write_bytes(path, buf.getvalue())

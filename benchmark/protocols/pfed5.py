@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import functools
 
 import cv2
 import numpy as np
@@ -204,14 +205,34 @@ def to_tensor(frames: np.ndarray, normalisation: str | None) -> torch.Tensor:
     Raises:
         ValueError: an unknown normalisation.
     """
-    x = frames.astype(np.float32) / 255.0
-    if normalisation is not None:
-        if normalisation not in NORMALISATIONS:
-            raise ValueError(f"unknown normalisation {normalisation!r}; choose one of {', '.join(NORMALISATIONS)}")
-        ms = NORMALISATIONS[normalisation]
-        if ms is not None:
-            x = (x - np.asarray(ms[0], np.float32)) / np.asarray(ms[1], np.float32)
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(3, 0, 1, 2)))
+    if normalisation is not None and normalisation not in NORMALISATIONS:
+        raise ValueError(f"unknown normalisation {normalisation!r}; choose one of {', '.join(NORMALISATIONS)}")
+    # Every output value is a function of one uint8 value and its channel: a (3, 256) float32 table
+    # made by the same float32 operations in the same order (v / 255, then (v - mean) / std) gives
+    # bit-identical values; transposing the uint8 frames first moves a quarter of the bytes, and
+    # cv2.LUT writes each float32 plane once (no temporaries).
+    planes = np.ascontiguousarray(np.moveaxis(np.asarray(frames), 3, 0))  # (3, T, H, W) uint8
+    if planes.dtype != np.uint8:
+        raise ValueError(f"to_tensor expects uint8 frames, got {planes.dtype}")
+    lut = _normalisation_table(normalisation)
+    out = np.empty(planes.shape, np.float32)
+    if out.size:
+        width = planes.shape[-1]
+        for c in range(planes.shape[0]):
+            cv2.LUT(planes[c].reshape(-1, width), lut[c], dst=out[c].reshape(-1, width))
+    return torch.from_numpy(out)
+
+
+@functools.lru_cache(maxsize=None)
+def _normalisation_table(normalisation: str | None) -> np.ndarray:
+    """``(3, 256)`` float32: channel c's value for each uint8 (read-only, cached)."""
+    x = np.repeat(np.arange(256, dtype=np.float32)[None], 3, axis=0) / 255.0
+    ms = NORMALISATIONS.get(normalisation) if normalisation is not None else None
+    if ms is not None:
+        x = (x - np.asarray(ms[0], np.float32)[:, None]) / np.asarray(ms[1], np.float32)[:, None]
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    x.flags.writeable = False
+    return x
 
 
 class ClipDataset(torch.utils.data.Dataset):
@@ -367,9 +388,9 @@ class ClipDataset(torch.utils.data.Dataset):
         if s.inputs.heatmap:
             from ..data.heatmaps import cached_heatmap_frames
 
+            # rendered at heatmap_render, resized to heatmap_resize (or read so from the heatmap cache)
             hm = cached_heatmap_frames(self.dataset, vid, idx, mode=s.inputs.heatmap_mode,
-                                       sigma=s.inputs.heatmap_sigma, size=s.heatmap_render)
-            hm = _resize_frames(hm, (s.heatmap_resize, s.heatmap_resize))
+                                       sigma=s.inputs.heatmap_sigma, size=s.heatmap_render, resize=s.heatmap_resize)
             item["heatmap"] = to_tensor(_crop_flip(hm, g.heatmap_size, off_hm, flip_hm), None)
         if s.inputs.trajectory:
             item.update(self._trajectory(row, rng))

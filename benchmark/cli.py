@@ -7,7 +7,7 @@
     qafe-bench reproduce  table1..table10|all [--dataset synthetic [synthetic-unbc]|DIR ...] [--scale tiny|paper] [--seeds 0 1 2]
     qafe-bench report     table1..table10|all [--dataset ...]      (re-render from run records, no training)
     qafe-bench score      VIDEO --checkpoint RUN/model.pt --expression smile
-    qafe-bench methods | tables | env
+    qafe-bench methods | tables | env | perf
 
 Errors that qafe-bench raises on purpose (bad data, unknown names) are printed
 as one line without a traceback and exit with status 2.
@@ -105,6 +105,20 @@ def cmd_env(args) -> int:
     return 0
 
 
+def cmd_perf(args) -> int:
+    """Print one line per performance stage: ours, the baseline measured in the same run, the ratio."""
+    from .perf import STAGES, format_line
+
+    print(f"median of {args.repeats} repeats; ratios are baseline time / our time (this machine is shared: "
+          "compare ratios, not absolute numbers)")
+    kwargs = {"heatmaps": {"repeats": args.repeats}, "loading": {"repeats": args.repeats},
+              "prepare": {}, "train_step": {"repeats": max(1, args.repeats // 2), "peak_gflops": args.peak_gflops}}
+    for name in args.stages:
+        for row in STAGES[name](**kwargs[name]):
+            print(format_line(row), flush=True)
+    return 0
+
+
 def cmd_synth(args) -> int:
     from .data.synthetic import generate_synthetic
 
@@ -139,8 +153,9 @@ def cmd_prepare(args) -> int:
 def cmd_heatmaps(args) -> int:
     """Precompute the landmark heatmap volumes a method reads (``benchmark.data.heatmaps`` cache).
 
-    The mode, sigma and render size are the ones a run of ``--method`` at ``--scale`` asks the
-    protocol for, so the cache is the one its runs then read (identical arrays, no rendering).
+    The mode, sigma, render size and resize are the ones a run of ``--method`` at ``--scale`` asks
+    the protocol for, so the cache is the one its runs then read (identical arrays, no rendering),
+    stored at the size the protocol crops from (64 px for QAFE-Net: about 3 GB for PFED5).
     """
     from .cards import load_card
     from .data.heatmaps import write_heatmap_cache
@@ -148,9 +163,8 @@ def cmd_heatmaps(args) -> int:
     from .errors import ConfigError
     from .registry import get_method
     from .runs import build_method
-    from .scales import get_scale
-
     from .protocols import get_protocol
+    from .scales import get_scale
 
     dataset = PreparedDataset(_dataset_path(args))
     card = load_card(dataset.card_name)
@@ -161,8 +175,9 @@ def cmd_heatmaps(args) -> int:
     if not spec.heatmap:
         raise ConfigError(f"method {cls.name!r} reads no landmark heatmaps; nothing to precompute")
     folder = write_heatmap_cache(dataset, mode=spec.heatmap_mode, sigma=spec.heatmap_sigma, size=clip.heatmap_render,
-                                 overwrite=args.overwrite, progress=not args.quiet)
-    print(f"heatmap volumes ({spec.heatmap_mode}, sigma {spec.heatmap_sigma:g}, {clip.heatmap_render} px) in {folder}")
+                                 resize=clip.heatmap_resize, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"heatmap volumes ({spec.heatmap_mode}, sigma {spec.heatmap_sigma:g}, drawn at {clip.heatmap_render} px, "
+          f"stored at {clip.heatmap_resize} px) in {folder}")
     return 0
 
 
@@ -487,6 +502,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     sp.set_defaults(func=cmd_env)
 
+    sp = sub.add_parser("perf", help="measure each stage against a baseline run in the same process (ratios)")
+    sp.add_argument("--stages", nargs="+", default=["heatmaps", "loading", "prepare", "train_step"],
+                    choices=["heatmaps", "loading", "prepare", "train_step"])
+    sp.add_argument("--repeats", type=int, default=5)
+    sp.add_argument("--peak-gflops", type=float, default=None,
+                    help="the device's peak GFLOP/s, to print the achieved share of it")
+    sp.set_defaults(func=cmd_perf)
+
     sp = sub.add_parser("synth", help="generate the synthetic dataset")
     sp.add_argument("--out", required=True)
     sp.add_argument("--preset", default="tiny", choices=["tiny", "paper"])
@@ -505,7 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--insightface-dir", help="insightface model folder (det_10g.onnx, 2d106det.onnx)")
     sp.add_argument("--crop-size", type=int, default=256)
     sp.add_argument("--crop-mode", default="bbox", choices=["bbox", "square"])
-    sp.add_argument("--frame-format", default="npy", choices=["npy", "jpg"])
+    sp.add_argument("--frame-format", default="jpg", choices=["npy", "jpg"],
+                    help="jpg (default, quality 95: PFED5 about 7 GB, samples load 4-5x faster than the original's "
+                         "PIL loader) or npy (raw uint8: about 50 GB, about twice as fast again); see README Performance")
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=cmd_prepare)
 

@@ -1,67 +1,73 @@
-"""pytest-benchmark: vectorised heatmap rendering vs the literal per-landmark reference.
+"""pytest-benchmark speed measurements of each stage (marker ``benchmark``: ``tox -e bench``).
 
-80 frames x 73 landmarks at 256x256 (one QAFE-Net clip).  The suite runs with
-``--benchmark-disable`` by default, so each benchmark executes once as a plain
-test (and checks equality); ``pytest tests/test_bench_heatmaps.py
---benchmark-enable`` measures.  ``scripts/bench_heatmaps.py`` prints the ratio.
+Excluded from the default test run (``-m "not ... and not benchmark"``); ``tox -e bench`` runs them
+with ``--benchmark-enable`` and then ``qafe-bench perf``, which prints the ratios against the
+baselines measured in the same process. Each benchmark also checks its output (equal arrays, shapes,
+finite loss), so a fast wrong path fails here too. The cases are :mod:`benchmark.perf`'s.
 """
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+import math
 
 import numpy as np
 import pytest
+import torch
 
-from benchmark.data.heatmaps import render_heatmap_frames
+from benchmark.perf import LoadingCase, heatmap_case, train_step_case
 
-
-def _load_reference():
-    # the references live in test_heatmaps.py; load it by path (works whether or not tests/ is a package)
-    path = Path(__file__).with_name("test_heatmaps.py")
-    spec = importlib.util.spec_from_file_location("_qafe_heatmap_reference", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+pytestmark = pytest.mark.benchmark
 
 
-REF = _load_reference()
-T, K, S = 80, 73, 256
+@pytest.fixture(scope="module", params=["official", "paper"])
+def heatmaps(request):
+    ours, base = heatmap_case(request.param)
+    return request.param, ours, base, base()
+
+
+def test_bench_heatmaps_vectorised(benchmark, heatmaps):
+    benchmark.group = f"heatmaps-{heatmaps[0]}-80x73x256"
+    out = benchmark(heatmaps[1])
+    np.testing.assert_array_equal(out, heatmaps[3])
+
+
+def test_bench_heatmaps_per_landmark_reference(benchmark, heatmaps):
+    benchmark.group = f"heatmaps-{heatmaps[0]}-80x73x256"
+    out = benchmark.pedantic(heatmaps[2], rounds=3, iterations=1)
+    np.testing.assert_array_equal(out, heatmaps[3])
 
 
 @pytest.fixture(scope="module")
-def clip():
-    rng = np.random.default_rng(2023)
-    pts = REF.random_points(rng, T, K, S, S)
-    frames = rng.integers(0, 256, (T, S, S, 3), dtype=np.uint8)
-    return pts, frames
+def loading(tmp_path_factory):
+    return LoadingCase(tmp_path_factory.mktemp("loading"))
 
 
-@pytest.fixture(scope="module")
-def official_reference(clip):
-    return REF.reference_official(clip[0], (S, S))
+@pytest.mark.parametrize("fmt", ["npy", "jpg"])
+def test_bench_loading_prepared(benchmark, loading, fmt):
+    benchmark.group = "loading-one-pfed5-training-sample"
+    item = benchmark(loading.ours[fmt])
+    assert item["rgb"].shape == (3, 80, 224, 224) and item["heatmap"].shape == (3, 80, 56, 56)
+    assert item["rgb"].dtype == torch.float32 and 0 <= float(item["heatmap"].min()) <= float(item["heatmap"].max()) <= 1
 
 
-@pytest.mark.benchmark(group="heatmaps-official-80x73x256")
-def test_bench_official_vectorised(benchmark, clip, official_reference):
-    out = benchmark(render_heatmap_frames, clip[0], size=S, mode="official")
-    np.testing.assert_array_equal(out, official_reference)
+def test_bench_loading_original_pil_per_frame(benchmark, loading):
+    benchmark.group = "loading-one-pfed5-training-sample"
+    rgb, heat = benchmark(loading.baseline)
+    assert rgb.shape == (3, 80, 224, 224) and heat.shape == (3, 80, 56, 56)
 
 
-@pytest.mark.benchmark(group="heatmaps-official-80x73x256")
-def test_bench_official_reference(benchmark, clip, official_reference):
-    out = benchmark(REF.reference_official, clip[0], (S, S))
-    np.testing.assert_array_equal(out, official_reference)
+@pytest.mark.parametrize("precision", ["float32", "bf16"])
+def test_bench_train_step_qafe_net(benchmark, precision):
+    benchmark.group = "train-step-qafe-net-paper-size-batch1-cpu"
+    step, gflop = train_step_case(precision)
+    assert 340 < gflop < 370  # the official modules' ~356.7 GFLOP forward per sample
+    loss = benchmark.pedantic(step, rounds=3, iterations=1, warmup_rounds=1)
+    assert math.isfinite(float(loss))
 
 
-@pytest.mark.benchmark(group="heatmaps-paper-80x73x256")
-def test_bench_paper_vectorised(benchmark, clip):
-    out = benchmark(render_heatmap_frames, clip[0], size=S, mode="paper", frames=clip[1])
-    assert out.shape == (T, S, S, 3) and (out <= clip[1]).all()
+def test_bench_prepare_mediapipe(benchmark, tmp_path):
+    from benchmark.perf import prepare_stage
 
-
-@pytest.mark.benchmark(group="heatmaps-paper-80x73x256")
-def test_bench_paper_reference(benchmark, clip):
-    out = benchmark(REF.reference_paper, clip[0], clip[1], (S, S))
-    np.testing.assert_array_equal(out, render_heatmap_frames(clip[0], size=S, mode="paper", frames=clip[1]))
+    benchmark.group = "prepare-real-faces"
+    rows = benchmark.pedantic(prepare_stage, kwargs={"max_frames": 60}, rounds=1, iterations=1)
+    assert rows[0]["ours"] > 0, rows[0]["check"]

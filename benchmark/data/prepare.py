@@ -602,7 +602,7 @@ def prepare_dataset(
     backend_options: dict | None = None,
     labels_csv: str | Path | None = None,
     crop_size: int = 256,
-    frame_format: str = "npy",
+    frame_format: str = "jpg",
     crop_mode: str = "bbox",
     crop_margin: float = 0.0,
     round_points: bool = False,
@@ -623,7 +623,8 @@ def prepare_dataset(
             ``{"model_dir": ...}`` or ``{"static_image_mode": True}``.
         labels_csv: ``folder`` layout: the labels CSV (default ``<raw>/labels.csv``).
         crop_size: S, crop side in pixels (256 as in the paper).
-        frame_format: ``npy`` or ``jpg`` (:class:`~benchmark.data.prepared.PreparedWriter`).
+        frame_format: ``jpg`` (default: quality-95 JPEG per frame, PFED5 about 7 GB) or ``npy`` (raw uint8,
+            about 50 GB, faster to load) (:class:`~benchmark.data.prepared.PreparedWriter`; README Performance).
         crop_mode: ``bbox`` (official, stretched detector box) or ``square``.
         crop_margin: ``square`` mode margin (side = max(w, h) * (1 + margin)).
         round_points: round landmarks to whole pixels as the official script does.

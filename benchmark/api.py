@@ -212,6 +212,10 @@ class Option:
     code_value: Any = None
 
 
+#: Values of :attr:`TrainingConfig.amp`.
+AMP_MODES = ("none", "bf16", "fp16")
+
+
 @dataclass
 class TrainingConfig:
     """Optimisation settings of one run (method defaults, then scale, then user overrides).
@@ -226,7 +230,16 @@ class TrainingConfig:
             with independent random clips (5 in the official PFED5 loader).
         eval_every: evaluate on the test split every N epochs (the last epoch always).
         grad_clip: max gradient norm (0: none).
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes (with pinned memory and a prefetch of 2 batches
+            per worker on CUDA).
+        amp: mixed precision of forward and loss: ``none`` (float32, the paper's), ``bf16``
+            (``torch.autocast`` bfloat16, CPU or CUDA) or ``fp16`` (CUDA only, with a gradient
+            scaler). Part of the run id: it changes results beyond float32 rounding.
+        compile: ``none``, or a ``torch.compile`` backend applied to the model's ``forward``
+            (``inductor``; ``aot_eager`` to check the tracing quickly). Not in the run id: results
+            equal float32 eager within rounding (``tests/test_engine_speed.py``).
+        channels_last: store 4-D / 5-D conv weights and 5-D inputs channels-last (GPU tensor
+            cores); not in the run id, same results within rounding.
     """
 
     epochs: int = 100
@@ -241,6 +254,9 @@ class TrainingConfig:
     eval_every: int = 1
     grad_clip: float = 0.0
     num_workers: int = 0
+    amp: str = "none"
+    compile: str = "none"
+    channels_last: bool = False
 
     def updated(self, overrides: Mapping[str, Any], where: str) -> "TrainingConfig":
         """A copy with ``overrides`` applied (values coerced to each field's type).
@@ -258,10 +274,16 @@ class TrainingConfig:
                     + (f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(names)}")
                 )
             typ = type(getattr(self, key))
+            if typ is bool and isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ConfigError(f"{where}: training setting {key}={value!r} is not a bool (true/false)")
+                value = value.lower() in ("true", "1", "yes")
             try:
                 setattr(out, key, typ(value))
             except (TypeError, ValueError):
                 raise ConfigError(f"{where}: training setting {key}={value!r} is not a {typ.__name__}") from None
+        if out.amp not in AMP_MODES:
+            raise ConfigError(f"{where}: training setting amp={out.amp!r}; choose one of {', '.join(AMP_MODES)}")
         return out
 
 

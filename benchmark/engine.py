@@ -16,6 +16,7 @@ import platform
 import subprocess
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data.prepared import atomic_write_bytes
-from .errors import DivergedError, QafeBenchError
+from .errors import ConfigError, DivergedError, QafeBenchError
 from .metrics import regression_metrics
 from .protocols import RHO, MetricSpec, get_protocol
 from .protocols.pfed5 import ClipDataset
@@ -86,9 +87,66 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % (2**32))
 
 
-def _to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else
-                _to_device(v, device) if isinstance(v, dict) else v) for k, v in batch.items()}
+def _to_device(batch: dict, device: torch.device, channels_last: bool = False) -> dict:
+    def move(v):
+        v = v.to(device, non_blocking=True)
+        return v.contiguous(memory_format=torch.channels_last_3d) if channels_last and v.dim() == 5 else v
+
+    return {k: (move(v) if torch.is_tensor(v) else
+                _to_device(v, device, channels_last) if isinstance(v, dict) else v) for k, v in batch.items()}
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    """How a run computes (:class:`~benchmark.api.TrainingConfig` ``amp``, ``compile``,
+    ``channels_last``; pinned memory on CUDA), resolved for a device.
+
+    Attributes:
+        device: where the model runs.
+        amp: ``none``, ``bf16`` or ``fp16``.
+        compile: ``none`` or a ``torch.compile`` backend.
+        channels_last: channels-last conv weights and 5-D inputs.
+
+    Raises (:meth:`for_run`):
+        ConfigError: ``fp16`` without CUDA (float16 autocast on CPU is slow and unscaled: use bf16).
+    """
+
+    device: torch.device
+    amp: str = "none"
+    compile: str = "none"
+    channels_last: bool = False
+
+    @classmethod
+    def for_run(cls, cfg, device: torch.device) -> "SpeedSettings":
+        amp = getattr(cfg, "amp", "none")
+        if amp == "fp16" and device.type != "cuda":
+            raise ConfigError("training setting amp=fp16 needs a CUDA device; on CPU use amp=bf16 or none")
+        return cls(device, amp, getattr(cfg, "compile", "none"), bool(getattr(cfg, "channels_last", False)))
+
+    def autocast(self):
+        """``torch.autocast`` for the forward pass and loss (disabled with ``amp=none``)."""
+        dtype = torch.float16 if self.amp == "fp16" else torch.bfloat16
+        return torch.autocast(self.device.type, dtype=dtype, enabled=self.amp != "none")
+
+    def to_device(self, batch: dict) -> dict:
+        """The batch's tensors on the device (non-blocking; 5-D ones channels-last when asked)."""
+        return _to_device(batch, self.device, self.channels_last)
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Channels-last weights in place when asked; returns the module to call for the forward
+        pass (``torch.compile``'d with the backend when asked; the weights stay ``model``'s)."""
+        if self.channels_last:
+            def conv(t: torch.Tensor) -> torch.Tensor:
+                if t.dim() == 5:
+                    return t.contiguous(memory_format=torch.channels_last_3d)
+                return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+
+            model._apply(conv)
+        return model if self.compile == "none" else torch.compile(model, backend=self.compile)
+
+    @property
+    def pin_memory(self) -> bool:
+        return self.device.type == "cuda"
 
 
 def _make_optimizer(groups: list[dict], cfg) -> torch.optim.Optimizer | None:
@@ -109,7 +167,8 @@ def _step_schedule(optimizer, groups: list[dict], cfg):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
 
 
-def evaluate(method, model: torch.nn.Module, loader, device: torch.device) -> np.ndarray:
+def evaluate(method, model: torch.nn.Module, loader, device: torch.device,
+             speed: SpeedSettings | None = None) -> np.ndarray:
     """Predictions ``(N,)`` for every item of a (non-shuffled) test loader, in order.
 
     For a method with exemplars the loader's dataset is evaluated once per voter
@@ -119,9 +178,12 @@ def evaluate(method, model: torch.nn.Module, loader, device: torch.device) -> np
     sampling (:meth:`ClipDataset.set_sampling`) and averaged the same way: every
     (sampling, voter) pair counts once.
 
+    ``speed``: autocast and channels-last inputs as in training (default: float32 on ``device``).
+
     Raises:
         DivergedError: a non-finite prediction.
     """
+    speed = speed or SpeedSettings(device)
     model.eval()
     spec = method.exemplars
     voters = spec.test_voters if spec is not None else 1
@@ -137,7 +199,9 @@ def evaluate(method, model: torch.nn.Module, loader, device: torch.device) -> np
                     ds.set_voter(voter)
                 out = []
                 for batch in loader:
-                    out.append(method.predict(model, _to_device(batch, device)).reshape(-1).float().cpu())
+                    with speed.autocast():
+                        pred = method.predict(model, speed.to_device(batch))
+                    out.append(pred.reshape(-1).float().cpu())
                 preds = torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
                 total = preds if total is None else total + preds
     preds = total / (voters * samplings)
@@ -155,12 +219,13 @@ def fit_loss(loss_fn: torch.nn.Module, train_labels: np.ndarray) -> None:
         fit(np.asarray(train_labels, dtype=np.float64))
 
 
-def _loader(ds, batch_size: int, *, shuffle: bool, seed: int, epoch: int, workers: int, drop_last: bool = False):
+def _loader(ds, batch_size: int, *, shuffle: bool, seed: int, epoch: int, workers: int, drop_last: bool = False,
+            pin_memory: bool = False):
     gen = torch.Generator()
     gen.manual_seed(seed * 1000003 + epoch)
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen,
-                                       num_workers=workers, drop_last=drop_last,
-                                       persistent_workers=False)
+                                       num_workers=workers, drop_last=drop_last, pin_memory=pin_memory,
+                                       prefetch_factor=2 if workers > 0 else None, persistent_workers=False)
 
 
 # ------------------------------------------------------------------------ run
@@ -194,9 +259,11 @@ def execute(run: ResolvedRun, *, device: str | torch.device = "cpu", progress: b
     holder's lock (a requeued SLURM job waits out its predecessor's lock lifetime).
 
     Raises:
-        ConfigError: the folder holds another run's ``config.json`` (a different run id).
+        ConfigError: the folder holds another run's ``config.json`` (a different run id), or a
+            speed setting the device cannot run (``amp=fp16`` without CUDA), before anything starts.
     """
     folder = run.folder
+    SpeedSettings.for_run(run.training, torch.device(device))
     done = _finished(folder, retry_failed, log)
     if done is not None:
         return done
@@ -254,10 +321,13 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
                          exemplars=method.exemplars, test_clips=protocol.test_clips,
                          test_samplings=protocol.test_samplings) if len(val_df) else None
 
+    speed = SpeedSettings.for_run(cfg, device)
     model = method.build_model().to(device)
     loss_fn = method.build_loss().to(device)
     files = {r: Path(p) for r, p in run.config["paths"]["weights"].items()}
     pretrained_info = method.load_pretrained(model, files) if files else {"loaded": {}, "note": "trained from scratch"}
+    forward_model = speed.prepare_model(model)  # model itself, or its torch.compile wrapper (same weights)
+    scaler = torch.amp.GradScaler(device.type, enabled=speed.amp == "fp16")
     train_labels = train_df["label"].to_numpy(dtype=np.float32)
     method.on_train_start(model, train_labels)
     fit_loss(loss_fn, train_labels)  # e.g. GAI's label GMM: the training partition's labels only
@@ -279,6 +349,8 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
                 optimizer.load_state_dict(state["optimizer"])
             if scheduler is not None and state.get("scheduler"):
                 scheduler.load_state_dict(state["scheduler"])
+            if scaler.is_enabled() and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
             history = json.loads(state["history"])
             start_epoch = int(state["epoch"]) + 1
             if (folder / "eval_history.csv").is_file():
@@ -291,9 +363,11 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
             set_rng_states(state["rng"])
             log(f"[resume] {folder.name} from epoch {start_epoch + 1}")
 
-    test_loader = _loader(test_ds, max(1, cfg.batch_size), shuffle=False, seed=seed, epoch=0, workers=cfg.num_workers)
+    pin = speed.pin_memory
+    test_loader = _loader(test_ds, max(1, cfg.batch_size), shuffle=False, seed=seed, epoch=0, workers=cfg.num_workers,
+                          pin_memory=pin)
     val_loader = _loader(val_ds, max(1, cfg.batch_size), shuffle=False, seed=seed, epoch=0,
-                         workers=cfg.num_workers) if val_ds is not None else None
+                         workers=cfg.num_workers, pin_memory=pin) if val_ds is not None else None
     epochs = cfg.epochs if optimizer is not None else 1
     t_start = time.time()
     for epoch in range(start_epoch, epochs):
@@ -306,18 +380,21 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
             # BMC with a one-clip batch is identically zero: drop such a last batch.
             drop_last = len(train_ds) % cfg.batch_size == 1
             loader = _loader(train_ds, cfg.batch_size, shuffle=True, seed=seed, epoch=epoch,
-                             workers=cfg.num_workers, drop_last=drop_last)
+                             workers=cfg.num_workers, drop_last=drop_last, pin_memory=pin)
             bar = tqdm(loader, desc=f"{folder.name[:40]} ep {epoch + 1}/{epochs}", leave=False, disable=not progress)
             for step, batch in enumerate(bar):
-                batch = _to_device(batch, device)
-                loss = method.loss(loss_fn, method.forward(model, batch), batch)
+                batch = speed.to_device(batch)
+                with speed.autocast():
+                    loss = method.loss(loss_fn, method.forward(forward_model, batch), batch)
                 if not torch.isfinite(loss):
                     raise DivergedError(f"non-finite training loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}")
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                scaler.scale(loss).backward()  # the identity unless amp=fp16
                 if cfg.grad_clip > 0:
+                    scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.grad_clip)
-                optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
                 losses.append(float(loss.detach()))
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
             if scheduler is not None:
@@ -325,13 +402,13 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
         entry = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
                  "lr": lrs[0] if lrs else None, "lr_groups": lrs, "time_s": None}
         if (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == epochs:
-            preds = evaluate(method, model, test_loader, device)
+            preds = evaluate(method, forward_model, test_loader, device, speed)
             m = regression_metrics(test_df["label"].to_numpy(), preds)
             entry.update({f"test_{k}": v for k, v in m.items() if k != "n"})
             eval_rows.append(pd.DataFrame({"epoch": epoch + 1, "video_id": test_df["video_id"],
                                            "label": test_df["label"], "prediction": preds}))
             if val_loader is not None:
-                vpreds = evaluate(method, model, val_loader, device)
+                vpreds = evaluate(method, forward_model, val_loader, device, speed)
                 vm = regression_metrics(val_df["label"].to_numpy(), vpreds)
                 entry.update({f"val_{k}": v for k, v in vm.items() if k != "n"})
                 val_rows.append(pd.DataFrame({"epoch": epoch + 1, "video_id": val_df["video_id"],
@@ -343,7 +420,7 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
         log(f"  {folder.name} epoch {epoch + 1}/{epochs} " + " ".join(
             f"{k}={v:.4g}" for k, v in entry.items() if isinstance(v, float) and k != "time_s"))
         if optimizer is not None and epoch + 1 < epochs:
-            _save_checkpoint(ckpt_path, run, model, loss_fn, optimizer, scheduler, epoch, history)
+            _save_checkpoint(ckpt_path, run, model, loss_fn, optimizer, scheduler, epoch, history, scaler)
 
     # final model, predictions, result
     final_preds = eval_rows[-1]
@@ -498,14 +575,15 @@ def set_rng_states(states: dict) -> None:
     random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss_next"]))
 
 
-def _save_checkpoint(path: Path, run: ResolvedRun, model, loss_fn, optimizer, scheduler, epoch: int, history) -> None:
+def _save_checkpoint(path: Path, run: ResolvedRun, model, loss_fn, optimizer, scheduler, epoch: int, history,
+                     scaler=None) -> None:
     """Atomically write the epoch checkpoint: model, loss (e.g. a learned sigma, a GAI GMM),
-    optimiser, scheduler, every RNG state, the epoch and the history."""
+    optimiser, scheduler, fp16 gradient scaler, every RNG state, the epoch and the history."""
     atomic_write_bytes(path, _torch_bytes({
         "version": CHECKPOINT_VERSION, "run_id": run.run_id, "epoch": epoch, "model": model.state_dict(),
         "loss": loss_fn.state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler else None, "history": json.dumps(history),
-        "rng": rng_states(),
+        "rng": rng_states(), "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
     }))
 
 

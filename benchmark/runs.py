@@ -106,19 +106,24 @@ class ResolvedRun:
     spec: "RunSpec | None" = None
 
 
-#: Training settings that cannot change a run's results, left out of its id.
-UNHASHED_TRAINING = ("num_workers",)
+#: Training settings that cannot change a run's results beyond float32 rounding, left out of its id.
+UNHASHED_TRAINING = ("num_workers", "compile", "channels_last")
+
+#: Training settings added after run ids existed, left out of the id at this value (so that every
+#: earlier run keeps its id) and hashed at any other.
+HASHED_UNLESS_DEFAULT = {"amp": "none"}
 
 
 def hashed_config(config: dict) -> dict:
     """The part of a config that identifies a run: all but ``paths`` (where files
-    are), pretrained files' names (their SHA-256 stays) and the training settings of
-    :data:`UNHASHED_TRAINING` (how fast)."""
+    are), pretrained files' names (their SHA-256 stays), the training settings of
+    :data:`UNHASHED_TRAINING` (how fast) and those of :data:`HASHED_UNLESS_DEFAULT` at their default."""
     out = {k: v for k, v in config.items() if k != "paths"}
     if isinstance(out.get("pretrained"), dict):  # a checkpoint counts by its content, not by its file name
         out["pretrained"] = {r: v.get("sha256") if isinstance(v, dict) else v for r, v in out["pretrained"].items()}
     if isinstance(out.get("training"), dict):
-        out["training"] = {k: v for k, v in out["training"].items() if k not in UNHASHED_TRAINING}
+        out["training"] = {k: v for k, v in out["training"].items() if k not in UNHASHED_TRAINING
+                           and not (k in HASHED_UNLESS_DEFAULT and v == HASHED_UNLESS_DEFAULT[k])}
     return out
 
 

@@ -85,6 +85,10 @@ def test_hashed_config_keeps_contents_drops_paths_names_and_speed():
     h = config_hash(cfg)
     assert h == config_hash({**cfg, "paths": {}}) == config_hash(dict(reversed(list(cfg.items()))))
     assert h != config_hash({**cfg, "training": {"lr": 0.2}})
+    # settings added later hash only away from their default: earlier runs keep their ids
+    assert config_hash({**cfg, "training": {"lr": 0.1, "amp": "none", "compile": "inductor",
+                                            "channels_last": True}}) == h
+    assert config_hash({**cfg, "training": {"lr": 0.1, "amp": "bf16"}}) != h
     import hashlib
 
     text = json.dumps(hashed_config(cfg), sort_keys=True, separators=(",", ":"), default=str)

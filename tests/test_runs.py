@@ -201,6 +201,11 @@ def test_run_id_ignores_what_cannot_change_results(small_prepared, tmp_path):
     base = dict(method="tiny_linear", dataset=small_prepared.root, expression="smile")
     ref = resolve(RunSpec(**base), tmp_path)
     assert resolve(RunSpec(**base, training={"num_workers": 2}), tmp_path).run_id == ref.run_id
+    # the speed options are equal within float32 rounding (tests/test_engine_speed.py): same id
+    fast = {"compile": "inductor", "channels_last": "true", "amp": "none"}
+    assert resolve(RunSpec(**base, training=fast), tmp_path).run_id == ref.run_id
+    # mixed precision changes results beyond rounding: another run
+    assert resolve(RunSpec(**base, training={"amp": "bf16"}), tmp_path).run_id != ref.run_id
     copy = shutil.copytree(small_prepared.root, tmp_path / "copy")
     assert resolve(RunSpec(**{**base, "dataset": copy}), tmp_path).run_id == ref.run_id
     assert resolve(RunSpec(**base, options={"explode": False}), tmp_path).run_id == ref.run_id  # = the default

@@ -6,19 +6,21 @@ noisy: medians and ratios, never absolute promises):
 
 1. ``heatmaps``: landmark heatmap volumes of one QAFE-Net clip (80 frames x 73 landmarks at
    256 x 256), ``official`` and ``paper`` modes, against the literal per-landmark loop of the
-   original ``dataset/generate_landmark_heatmap.py`` (``tests/test_heatmaps.py`` references);
+   original ``dataset/generate_landmark_heatmap.py`` (:mod:`benchmark.data.heatmap_reference`);
    outputs checked identical first.
 2. ``loading``: one PFED5 training sample (80 RGB frames cropped to 224, 80 heatmap frames resized
    to 64 and cropped to 56, flips, normalisation) from a prepared dataset, in each frame format,
    against the original loader's way: 160 JPEG files opened one by one with PIL (RGB frames and the
    precomputed JET heatmap images) and transformed frame by frame. With each format's disk
-   footprint per 1000 frames and what the whole of PFED5 (about 247,000 frames) would take.
+   footprint per 1000 frames (RGB frames + the stored heatmap frames a run reads) and what the
+   whole of PFED5 (about 247,000 frames) would take.
 3. ``prepare``: frames per second of decode + face detection + landmarks + crop with the offline
    backend (mediapipe) on ``../shared/real_faces``.
 4. ``train_step``: QAFE-Net forward + backward at the paper's input sizes (5 sub-clips of
-   16 x 224 x 224 RGB and 16 x 56 x 56 heatmaps), batch 1, CPU: samples/s, peak memory, forward
-   FLOPs per sample counted with ``FlopCounterMode`` and the share of a stated peak, in float32 and
-   with bf16 autocast.
+   16 x 224 x 224 RGB and 16 x 56 x 56 heatmaps), batch 1: samples/s, peak memory, forward
+   FLOPs per sample counted with ``FlopCounterMode`` and the share of a stated peak
+   (``--peak-gflops``), on CPU in float32 and with bf16 autocast, and on a GPU when one is
+   visible in float32 and with AMP bf16 + channels-last (the engine's speed options).
 """
 
 from __future__ import annotations
@@ -224,14 +226,17 @@ def prepare_stage(video_dir: str | Path | None = None, max_frames: int = 150) ->
 
 
 # ----------------------------------------------------------------------------------- train step
-def train_step_case(precision: str = "float32", method: str = "qafe_net", batch_size: int = 1):
+def train_step_case(precision: str = "float32", method: str = "qafe_net", batch_size: int = 1, device: str = "cpu",
+                    channels_last: bool = False):
     """``(step, gflop)``: a zero-argument callable running one training step (forward, loss,
-    backward) of ``method`` at the paper's input sizes on CPU (``random_batch``: QAFE-Net's 5
+    backward) of ``method`` at the paper's input sizes (``random_batch``: QAFE-Net's 5
     sub-clips of 16 x 224 x 224 RGB and 16 x 56 x 56 heatmaps), and the forward GFLOP per sample
     counted by ``torch.utils.flop_counter.FlopCounterMode``.
 
     Args:
-        precision: ``float32`` or ``bf16`` (``torch.autocast("cpu", torch.bfloat16)``).
+        precision: ``float32`` or ``bf16`` (``torch.autocast(device, torch.bfloat16)``).
+        device: ``cpu`` or ``cuda`` (the step synchronises, so wall time is the step's).
+        channels_last: the engine's ``channels_last`` speed option (GPU tensor cores).
 
     Raises:
         ValueError: another precision.
@@ -240,6 +245,7 @@ def train_step_case(precision: str = "float32", method: str = "qafe_net", batch_
     from torch.utils.flop_counter import FlopCounterMode
 
     from .api import random_batch
+    from .engine import SpeedSettings
     from .registry import get_method
 
     if precision not in ("float32", "bf16"):
@@ -253,36 +259,64 @@ def train_step_case(precision: str = "float32", method: str = "qafe_net", batch_
     with counter, torch.no_grad():
         m.forward(model, batch)
     gflop = counter.get_total_flops() / 1e9 / batch_size
+    speed = SpeedSettings(torch.device(device), "bf16" if precision == "bf16" else "none", "none", channels_last)
+    model, loss_fn = model.to(speed.device), loss_fn.to(speed.device)
+    model = speed.prepare_model(model)
+    batch = speed.to_device(batch)
+    sync = torch.cuda.synchronize if speed.device.type == "cuda" else (lambda: None)
 
     def step():
         model.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with speed.autocast():
             loss = m.loss(loss_fn, m.forward(model, batch), batch)
         loss.float().backward()
+        sync()
         return loss.detach()
 
     return step, gflop
 
 
-def train_step_stage(repeats: int = 3, peak_gflops: float | None = None) -> list[dict]:
-    """Stage 4: QAFE-Net forward + backward at paper sizes, batch 1, CPU, float32 and bf16 autocast
-    (no baseline: samples/s, FLOPs and peak memory)."""
+def _train_step_in_fresh_process(precision: str, repeats: int, device: str = "cpu",
+                                 channels_last: bool = False) -> tuple[float, float, float, int]:
+    """(median seconds, forward GFLOP, peak memory in MB, torch threads) of one step, run in the
+    calling (fresh) process, so that its peak memory is its own (resident set on CPU, the CUDA
+    allocator's peak on a GPU)."""
     import resource
 
     import torch
 
+    step, gflop = train_step_case(precision, device=device, channels_last=channels_last)
+    t = median_seconds(step, repeats)
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return t, gflop, peak, torch.get_num_threads()
+
+
+def train_step_stage(repeats: int = 3, peak_gflops: float | None = None) -> list[dict]:
+    """Stage 4: QAFE-Net forward + backward at paper sizes, batch 1, CPU, float32 and bf16 autocast
+    (no baseline: samples/s, FLOPs and peak memory). Each precision runs in a fresh process (spawn),
+    so that the peak resident memory printed is that precision's alone."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    cases = [("cpu", "float32", False), ("cpu", "bf16", False)]
+    if torch.cuda.is_available():  # the GPU rows: float32, and AMP bf16 with channels-last
+        cases += [("cuda", "float32", False), ("cuda", "bf16", True)]
     out = []
-    for precision in ("float32", "bf16"):
-        step, gflop = train_step_case(precision)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        t = median_seconds(step, repeats)
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for device, precision, channels_last in cases:
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            t, gflop, peak_mb, threads = pool.submit(_train_step_in_fresh_process, precision, repeats, device,
+                                                     channels_last).result()
         achieved = 3 * gflop / t  # forward + backward ~ 3x the forward FLOPs
         share = f", {100 * achieved / peak_gflops:.1f}% of a {peak_gflops:g} GFLOP/s peak" if peak_gflops else ""
-        out.append({"stage": f"train step QAFE-Net ({precision})", "unit": "samples/s", "ours": 1 / t,
+        what = f"{device} {precision}" + (" channels_last" if channels_last else "")
+        memory = "CUDA peak allocated" if device == "cuda" else "peak RSS"
+        out.append({"stage": f"train step QAFE-Net ({what})", "unit": "samples/s", "ours": 1 / t,
                     "baseline": float("nan"), "ratio": float("nan"), "target": float("nan"),
-                    "check": f"forward {gflop:.1f} GFLOP/sample, ~{achieved:.1f} GFLOP/s achieved{share}, "
-                             f"peak RSS {peak_mb:.0f} MB (was {before / 1024:.0f} MB), {torch.get_num_threads()} threads"})
+                    "check": f"forward {gflop:.1f} GFLOP/sample, ~{achieved:.0f} GFLOP/s achieved (3x forward){share}, "
+                             f"{memory} {peak_mb:.0f} MB" + (f", {threads} threads" if device == "cpu" else "")})
     return out
 
 

@@ -1,0 +1,39 @@
+"""``qafe-bench perf``'s plumbing on a small clip (the timings themselves: ``tox -e bench``)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from benchmark.perf import format_line, heatmap_case, heatmap_stage, median_seconds
+
+
+def test_heatmap_stage_checks_identity_and_divides_the_medians():
+    rows = heatmap_stage(repeats=1, frames=3, landmarks=9, size=40)
+    assert [r["stage"] for r in rows] == ["heatmaps (official)", "heatmaps (paper)"]
+    for r in rows:
+        assert r["check"] == "identical output: True"
+        assert math.isclose(r["ratio"], r["ours"] / r["baseline"], rel_tol=1e-12)  # throughputs: 1 / time
+        line = format_line(r)
+        assert f"ratio {r['ratio']:.1f}x (target >= 20x)" in line and "clips/s" in line
+
+
+def test_heatmap_case_rejects_an_unknown_mode_and_median_is_the_middle_time():
+    with pytest.raises(ValueError, match="mode must be 'official' or 'paper'"):
+        heatmap_case("points")
+    times = iter([5.0, 1.0, 3.0, 2.0])  # a warm-up call, then three timed ones
+    clock = []
+
+    def fn():
+        clock.append(next(times))
+
+    assert median_seconds(fn, repeats=3, warmup=1) >= 0 and len(clock) == 4
+
+
+def test_format_line_without_baseline_prints_dashes_and_no_ratio():
+    r = {"stage": "prepare (mediapipe)", "unit": "frames/s", "ours": 201.4, "baseline": float("nan"),
+         "ratio": float("nan"), "target": 100.0, "check": "450 frames"}
+    line = format_line(r)
+    assert "201.40 frames/s" in line and "baseline        -" in line and "ratio" not in line
+    assert "(target >= 100 frames/s)" in line

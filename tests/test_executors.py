@@ -297,10 +297,10 @@ def test_an_evaluation_written_after_the_last_checkpoint_is_not_kept_twice(data,
     class Killed(BaseException):
         pass
 
-    def save_or_die(path, run, model, loss_fn, optimizer, scheduler, epoch, history):
+    def save_or_die(path, run, model, loss_fn, optimizer, scheduler, epoch, history, *more):
         if epoch == 2:  # 0-based: epoch 3's evaluation is already in eval_history.csv
             raise Killed()
-        real(path, run, model, loss_fn, optimizer, scheduler, epoch, history)
+        real(path, run, model, loss_fn, optimizer, scheduler, epoch, history, *more)
 
     run = resolve(spec, tmp_path / "b")
     monkeypatch.setattr(eng, "_save_checkpoint", save_or_die)

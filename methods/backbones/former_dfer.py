@@ -378,7 +378,12 @@ def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], encoder: Former
     key = "t_former.pos_embedding"
     if key in out and key in own and out[key].shape != own[key].shape:
         have, want = tuple(out[key].shape), tuple(own[key].shape)
-        if pos_embed_resize == "strict" or have[1] < want[1] or have[2] != want[2]:
+        if len(have) != 3 or have[0] != 1 or have[2] != want[2]:  # not a frame-count question: no fix by frames
+            raise CheckpointError(
+                f"{file!r}: {key} has shape {have}, not a (1, frames + 1, {want[2]}) temporal table as this model's "
+                f"{want}; the file is not a Former-DFER checkpoint of this width (its T-Former dim differs)"
+            )
+        if pos_embed_resize == "strict" or have[1] < want[1]:
             raise CheckpointError(
                 f"{file!r}: {key} has shape {have} ({have[1] - 1} frames) but this model needs {want} "
                 f"({want[1] - 1} frames per sub-clip). Fix: build the model with {have[1] - 1}-frame sub-clips"

@@ -108,6 +108,8 @@ def test_partition_is_the_checked_official_split(tmp_path):
     assert list(part.train["video_id"]) == ["smile_0", "smile_1", "smile_2"]
     assert list(part.test["video_id"]) == ["smile_3", "smile_4"]
     assert list(part.train.index) == [0, 1, 2] and list(part.test.index) == [0, 1]
+    # no name means the default partition, recorded under its name (as UNBC's protocol does)
+    assert p.partition(ds, CARD, "smile", None).name == "official"
     with pytest.raises(ConfigError, match=r"^split 'fold1' is not available for protocol 'pfed5'; use 'official'$"):
         p.partition(ds, CARD, "smile", "fold1")
     with pytest.raises(DataError, match=r"expression 'frown' has 2 train and 0 test videos"):

@@ -167,12 +167,12 @@ class PFED5Protocol(Protocol):
         return {"official": (int(counts.get("train", 0)), int(counts.get("test", 0)))}
 
     def partition(self, dataset: PreparedDataset, card: DatasetCard, expression: str, name: str) -> Partition:
-        """The ``official`` partition (:func:`expression_split`).
+        """The ``official`` partition (:func:`expression_split`); ``name=None`` means the default, ``official``.
 
         Raises:
             ConfigError: another partition name; else as :func:`expression_split`.
         """
-        self.check_partition(card, name)
+        name = self.check_partition(card, name)
         train, test = expression_split(dataset, card, expression)
         return Partition(name, train, test)
 

@@ -106,9 +106,11 @@ class LocalExecutor:
 
 
 def _worker(task: RunTask, threads: int, conn) -> None:  # pragma: no cover - runs in a child process
+    import cv2
     import torch
 
     torch.set_num_threads(max(1, threads))
+    cv2.setNumThreads(max(1, threads))  # OpenCV's pool too (heatmaps rendered on the fly use it)
     try:
         res = run_task(task, progress=False, log=lambda s: None)
     except Exception as exc:  # noqa: BLE001 - reported to the parent

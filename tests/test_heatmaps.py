@@ -460,37 +460,68 @@ def test_jet_lut_built_fresh_equals_opencv_value_by_value(monkeypatch):
     assert jet_rgb_lut() is lut  # built once
 
 
-@pytest.mark.parametrize("height", [9, 4, 3, 1])  # 3 and 1: frames shorter than the blur's reach
-def test_blur_of_the_padded_tall_stack_equals_per_frame_blur(height):
-    """The accumulator's frames, blurred as one tall image with each frame's reflect-101 border rows
-    written into its spare rows, equal OpenCV's blur of each frame alone, bit for bit (also for more
-    frames than OpenCV has channels, and for frames too short for the padding)."""
-    from benchmark.data.heatmaps import _PAD, _blur_stack
+@pytest.mark.parametrize("height, width", [(9, 7), (4, 7), (3, 5), (1, 7), (6, 1)])  # shorter than the blur's reach
+def test_frame_weights_blur_the_image_part_alone_and_divide_by_its_peak(height, width):
+    """A frame's weights from its padded accumulator: OpenCV's 7x7 blur of the image part as if it
+    were alone (reflect-101 at the image border; whatever the margin holds is never read), bit for
+    bit, then divided by the blurred frame's maximum."""
+    from benchmark.data.heatmaps import _frame_weights
 
     rng = np.random.default_rng(3)
-    t = 600
-    frames = rng.random((t, height, 7), dtype=np.float32)
-    stack = np.zeros((t, height + 2 * _PAD, 7), np.float32)
-    stack[:, _PAD:_PAD + height] = frames
-    stack[:, :_PAD] = rng.random((t, _PAD, 7), dtype=np.float32)  # whatever the spare rows held is ignored
-    out = _blur_stack(stack)
-    assert out.shape == frames.shape and out.dtype == np.float32
-    for i in range(t):
-        ref = cv2.GaussianBlur(np.ascontiguousarray(frames[i]), (7, 7), 0, borderType=cv2.BORDER_REFLECT_101)
-        np.testing.assert_array_equal(out[i], ref.reshape(frames[i].shape), err_msg=f"frame {i}")
+    r = 5
+    for _ in range(20):
+        padded = rng.random((height + 2 * r, width + 2 * r), dtype=np.float32) * 50  # margin: noise
+        image = padded[r:r + height, r:r + width].copy()
+        ref = cv2.GaussianBlur(image, (7, 7), 0, borderType=cv2.BORDER_REFLECT_101).reshape(height, width)
+        ref = ref / ref.max()
+        out = _frame_weights(padded, r, height, width, smooth=True)
+        assert out.shape == (height, width) and out.dtype == np.float32
+        np.testing.assert_array_equal(out, ref)
 
 
-def test_normalise_divides_by_each_frames_peak_and_keeps_an_empty_frame_zero():
-    from benchmark.data.heatmaps import _normalise_
+def test_frame_weights_without_smoothing_divide_by_the_peak_and_keep_an_empty_frame_zero():
+    from benchmark.data.heatmaps import _frame_weights
 
-    stack = np.zeros((3, 2, 2), np.float32)  # (T, H, W)
-    stack[0, 0, 0], stack[0, 1, 1] = 4.0, 1.0
-    stack[2, 0, 1] = 0.5
-    out = _normalise_(stack)
-    assert np.isfinite(out).all()
-    np.testing.assert_array_equal(out[0], [[1.0, 0.0], [0.0, 0.25]])
-    assert not out[1].any()  # no landmark: stays 0, not 0 / 0
-    np.testing.assert_array_equal(out[2], [[0.0, 1.0], [0.0, 0.0]])
+    padded = np.full((2 + 2, 2 + 2), 99.0, np.float32)  # r = 1: the margin holds 99, never read
+    padded[1:3, 1:3] = [[4.0, 0.0], [0.0, 1.0]]
+    np.testing.assert_array_equal(_frame_weights(padded, 1, 2, 2, smooth=False), [[1.0, 0.0], [0.0, 0.25]])
+    empty = np.full((4, 4), 7.0, np.float32)
+    empty[1:3, 1:3] = 0
+    out = _frame_weights(empty, 1, 2, 2, smooth=False)
+    assert np.isfinite(out).all() and not out.any()  # no landmark: stays 0, not 0 / 0
+
+
+@pytest.mark.parametrize("mode", ["paper", "official"])
+@pytest.mark.parametrize("frames", [1, 7, 8, 9, 17])  # around the 8-frame blocks
+def test_blocks_and_threads_do_not_change_the_volume(mode, frames):
+    """Frames are rendered in blocks of 8 on threads: every thread count gives the per-landmark,
+    per-frame reference's bytes, also for clips that end inside a block."""
+    rng = np.random.default_rng(frames)
+    pts = random_points(rng, frames, 9, 20, 24)
+    rgb = rng.integers(0, 256, (frames, 20, 24, 3), dtype=np.uint8)
+    want = (reference_paper(pts, rgb, (20, 24)) if mode == "paper"
+            else reference_official(pts, (20, 24)))
+    for threads in (1, 2, 3, None):
+        got = render_heatmap_frames(pts, size=(20, 24), mode=mode, frames=rgb, threads=threads)
+        np.testing.assert_array_equal(got, want, err_msg=f"threads={threads}")
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, True, "2"])
+def test_a_thread_count_that_is_not_a_positive_int_is_refused(threads):
+    with pytest.raises(ValueError, match=r"threads must be a positive int or None"):
+        render_heatmap_frames(np.zeros((0, 3, 2), np.float32), size=8, mode="official", threads=threads)
+
+
+def test_an_error_in_a_block_on_a_thread_reaches_the_caller(monkeypatch):
+    import benchmark.data.heatmaps as hm
+
+    def broken(*args):
+        raise MemoryError("block failed")
+
+    monkeypatch.setattr(hm, "_render_block", broken)
+    pts = np.full((20, 3, 2), 4.0, np.float32)
+    with pytest.raises(MemoryError, match="block failed"):
+        render_heatmap_frames(pts, size=8, mode="official", threads=2)
 
 
 @pytest.mark.parametrize("mode", ["paper", "official", "points"])

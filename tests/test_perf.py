@@ -13,7 +13,7 @@ def test_heatmap_stage_checks_identity_and_divides_the_medians():
     rows = heatmap_stage(repeats=1, frames=3, landmarks=9, size=40)
     assert [r["stage"] for r in rows] == ["heatmaps (official)", "heatmaps (paper)"]
     for r in rows:
-        assert r["check"] == "identical output: True"
+        assert r["check"] == "identical output: True; 1 thread(s)"  # 3 frames: one block of 8
         assert math.isclose(r["ratio"], r["ours"] / r["baseline"], rel_tol=1e-12)  # throughputs: 1 / time
         line = format_line(r)
         assert f"ratio {r['ratio']:.1f}x (target >= 20x)" in line and "clips/s" in line

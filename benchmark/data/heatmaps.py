@@ -60,15 +60,16 @@ Common to all modes: landmark coordinates are rounded to the nearest pixel with
 clamped into ``[0, W-1] x [0, H-1]``.  With integer centres inside the image the
 official per-landmark normalisation is a division by exactly 1.
 
-Everything is vectorised over frames and landmarks (no Python loop over either):
-the Gaussian table is scattered with one ``np.add.at`` into a float32
-accumulator laid out ``(H, W, T)`` (frames as channels), in landmark order, so
-the float32 sums equal the official per-landmark ``np.sum`` bit for bit; the
-blur runs once over the whole stack as one multi-channel ``cv2.GaussianBlur``
-(identical to per-frame blurs); the JET lookup is one ``cv2.applyColorMap`` on
-the stack seen as a tall image, and the paper-mode product one
-``cv2.multiply``.  The tests check byte equality with literal per-landmark,
-per-frame implementations of both recipes.
+No Python loop runs over landmarks, and frames go in blocks of 8 (one block's accumulator stays
+in the CPU cache; blocks run on ``threads`` threads, OpenCV's count by default): the Gaussian
+table is scattered with one ``np.add.at`` over the block's taps laid out (landmark, frame, tap)
+into a float32 accumulator with a margin of the window's radius, so each pixel receives its
+landmarks in landmark order and the float32 sums equal the official per-landmark ``np.sum`` bit
+for bit, and taps outside the image fall into the margin (the official clipping); then, per
+frame, ``cv2.GaussianBlur`` of the image part alone, the division by the peak, and one
+``cv2.applyColorMap`` (official) or ``cv2.multiply`` (paper). The tests check byte equality
+with literal per-landmark, per-frame implementations of both recipes
+(:mod:`benchmark.data.heatmap_reference`) for every thread count.
 
 The cache (:func:`write_heatmap_cache`, :func:`cached_heatmap_frames`) stores
 ``root/heatmaps/<key>/<video_id>.npy`` with all frames of a video; cached and
@@ -79,6 +80,7 @@ from __future__ import annotations
 
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -217,85 +219,79 @@ def _pixel_points(points: np.ndarray, h: int, w: int, skip_first: bool) -> tuple
     return xs, ys
 
 
-#: Rows of reflect-101 padding above and below each frame of the accumulator (the 7x7 blur's radius).
-_PAD = 3
+#: Frames rendered together: one block's accumulator (about 2 MB at 256 px) stays in the CPU cache
+#: from the scatter to the colour lookup. Blocks are independent, so they run on threads.
+_BLOCK = 8
+#: The 7x7 blur's border: reflect-101 at the image edge; the accumulator's margin is never read.
+_BLUR_BORDER = cv2.BORDER_REFLECT_101 | cv2.BORDER_ISOLATED
 
 
 def _accumulate(xs: np.ndarray, ys: np.ndarray, h: int, w: int, table: np.ndarray) -> np.ndarray:
-    """Sum the Gaussian table centred at every landmark: ``(T, H + 6, W)`` float32, each frame with
-    3 spare rows above and below for the blur's border (:func:`_blur_stack`).
+    """Sum the Gaussian table centred at every landmark: ``(T, H + 2r, W + 2r)`` float32 with
+    ``r = kernel_size // 2``; the image is ``[r:r + H, r:r + W]`` of each frame.
 
-    One vectorised add per landmark over all frames, in landmark order: within one landmark the
-    window pixels of a frame are distinct, so a plain fancy-index ``+=`` is exact, and each pixel
-    receives its landmarks' contributions in landmark order: the float32 sum equals
-    ``np.sum(per_landmark_maps, axis=0)`` of the official code bit for bit. Out-of-image taps are
-    dropped (the official window clipping).
+    One ``np.add.at`` over the taps laid out ``(K, T, k * k)``: it adds sequentially in array order,
+    so each pixel receives its landmarks' contributions in landmark order and the float32 sum equals
+    ``np.sum(per_landmark_maps, axis=0)`` of the official code bit for bit. A landmark's window
+    starts at its own (clamped) pixel in padded coordinates; taps outside the image land in the
+    r-wide margin, which is never read (the official window clipping).
     """
     t, n_points = xs.shape
     k = table.shape[0]
-    r = k // 2
-    off = np.arange(-r, r + 1, dtype=np.int64)
-    hp = h + 2 * _PAD
-    acc = np.zeros((t, hp, w), dtype=np.float32)
-    flat = acc.reshape(-1)
-    yy = ys[:, :, None, None] + off[None, None, :, None]  # (T, K, k, 1)
-    xx = xs[:, :, None, None] + off[None, None, None, :]  # (T, K, 1, k)
-    valid = ((yy >= 0) & (yy < h)) & ((xx >= 0) & (xx < w))  # (T, K, k, k)
-    index = (np.arange(t, dtype=np.int64)[:, None, None, None] * hp + yy + _PAD) * w + xx  # (T, K, k, k)
-    values = np.broadcast_to(table, (t, k, k))
-    inside = valid.all(axis=(0, 2, 3))  # per landmark: every frame's window inside the image
-    for j in range(n_points):
-        if inside[j]:
-            flat[index[:, j].reshape(-1)] += values.reshape(-1)
-        else:
-            v = valid[:, j]
-            flat[index[:, j][v]] += values[v]
+    hp, wp = h + k - 1, w + k - 1
+    acc = np.zeros((t, hp, wp), dtype=np.float32)
+    d = np.arange(k, dtype=np.int64)
+    taps = (d[:, None] * wp + d[None, :]).reshape(-1)  # a window's taps from its top-left corner
+    corner = (np.arange(t, dtype=np.int64)[None, :] * hp + ys.T) * wp + xs.T  # (K, T)
+    values = np.broadcast_to(table.reshape(-1), (n_points, t, k * k))
+    np.add.at(acc.reshape(-1), (corner[:, :, None] + taps).reshape(-1), values.reshape(-1))
     return acc
 
 
-def _blur_stack(stack: np.ndarray) -> np.ndarray:
-    """``cv2.GaussianBlur((7, 7), sigmaX=0, BORDER_REFLECT_101)`` of every frame of a ``(T, H + 6, W)``
-    float32 accumulator (:func:`_accumulate`); returns the ``(T, H, W)`` frames (a view).
-
-    The spare rows of each frame are filled with its reflect-101 border rows, and the stack is
-    blurred as ONE tall single-channel image: every output row of a frame then sees exactly the
-    rows a per-frame blur would (its own rows and its reflected border, never a neighbour's),
-    and columns are independent; so the result equals per-frame ``cv2.GaussianBlur`` (checked by
-    the tests), without the transposes a frames-as-channels layout needs.
+def _frame_weights(padded: np.ndarray, r: int, h: int, w: int, smooth: bool) -> np.ndarray:
+    """One frame's weights ``(H, W)`` float32 from its ``(H + 2r, W + 2r)`` accumulator
+    (:func:`_accumulate`), in place where it can: ``cv2.GaussianBlur((7, 7), sigmaX=0)`` of the
+    image part alone (reflect-101 at the image border, as the official per-frame blur) when
+    ``smooth``, then division by the frame's own maximum (a frame without landmarks stays 0).
     """
-    p = _PAD
-    t, hp, w = stack.shape
-    if hp - 2 * p <= p:  # frames of at most 3 rows: OpenCV's reflect-101 wraps differently; blur each frame
-        out = np.empty((t, hp - 2 * p, w), np.float32)
-        for i in range(t):
-            blurred = cv2.GaussianBlur(np.ascontiguousarray(stack[i, p:hp - p]), (7, 7), sigmaX=0, sigmaY=0,
-                                       borderType=cv2.BORDER_REFLECT_101)
-            out[i] = blurred.reshape(out.shape[1:])
-        return out
-    stack[:, :p] = stack[:, 2 * p:p:-1]  # rows p+3, p+2, p+1 mirrored about row p (reflect-101)
-    stack[:, -p:] = stack[:, -p - 2:-2 * p - 2:-1]
-    out = cv2.GaussianBlur(stack.reshape(t * hp, w), (7, 7), sigmaX=0, sigmaY=0, borderType=cv2.BORDER_REFLECT_101)
-    return out.reshape(t, hp, w)[:, p:hp - p]
+    img = padded[r:r + h, r:r + w]
+    if smooth:
+        img = cv2.GaussianBlur(img, (7, 7), sigmaX=0, sigmaY=0, borderType=_BLUR_BORDER).reshape(h, w)
+    peak = img.max()
+    if peak > 0:
+        img /= peak
+    return img
 
 
-def _normalise_(stack: np.ndarray) -> np.ndarray:
-    """Divide each frame of a ``(T, H, W)`` float32 stack by its own maximum, in place; an all-zero frame stays 0."""
-    peak = stack.max(axis=(1, 2))
-    peak[peak <= 0] = 1
-    stack /= peak[:, None, None]
-    return stack
+def _render_block(xs: np.ndarray, ys: np.ndarray, table: np.ndarray, mode: str, smooth: bool,
+                  rgb: np.ndarray | None, out: np.ndarray) -> None:
+    """Render one block of frames into ``out`` ``(t, H, W, 3)`` uint8 (``official`` or ``paper``).
 
-
-def _jet_levels_to_rgb(levels_thw: np.ndarray) -> np.ndarray:
-    """Apply COLORMAP_JET (RGB order) to ``(T, H, W)`` uint8 levels -> ``(T, H, W, 3)``.
-
-    ``cv2.applyColorMap`` with the RGB lookup table as a user colour map, on the
-    stack seen as one tall image: a pure per-pixel table lookup.
+    ``official``: ``np.uint8(255 * weights)`` (float32 product, truncation), then the JET table
+    (:func:`jet_rgb_lut`) through ``cv2.applyColorMap``. ``paper``: ``rint(weights * RGB)``, the
+    float32 product rounded half to even and saturated: ``cv2.multiply`` of the frame with its
+    weights merged to 3 channels computes exactly that (checked by the tests against
+    ``np.rint(np.float32(w) * rgb)``).
     """
-    t, h, w = levels_thw.shape  # t, h, w >= 1: render_heatmap_frames returns early for an empty clip
-    user = jet_rgb_lut().reshape(256, 1, 3)
-    out = cv2.applyColorMap(levels_thw.reshape(t * h, w), np.ascontiguousarray(user))
-    return out.reshape(t, h, w, 3)
+    t, h, w = out.shape[:3]
+    r = table.shape[0] // 2
+    acc = _accumulate(xs, ys, h, w, table)
+    lut = jet_rgb_lut().reshape(256, 1, 3) if mode == "official" else None
+    for i in range(t):
+        weights = _frame_weights(acc[i], r, h, w, smooth)
+        if mode == "official":
+            weights *= np.float32(255)
+            cv2.applyColorMap(weights.astype(np.uint8), np.ascontiguousarray(lut), dst=out[i])
+        else:
+            cv2.multiply(rgb[i], cv2.merge([weights, weights, weights]), dst=out[i], dtype=cv2.CV_8U)
+
+
+def _thread_count(threads: int | None, blocks: int) -> int:
+    if threads is None:
+        threads = cv2.getNumThreads()
+    elif isinstance(threads, bool) or int(threads) != threads or threads < 1:
+        raise ValueError(f"threads must be a positive int or None (OpenCV's thread count), got {threads!r}")
+    return max(1, min(int(threads), blocks))
 
 
 def render_heatmap_frames(
@@ -308,6 +304,7 @@ def render_heatmap_frames(
     kernel_size: int = 11,
     smoothing: str | None = None,
     skip_first_landmark: bool | None = None,
+    threads: int | None = None,
 ) -> np.ndarray:
     """Render landmark heatmap frames for a stack of T frames at once.
 
@@ -331,6 +328,9 @@ def render_heatmap_frames(
             mode's default (``gauss7``; ``points`` never smooths).
         skip_first_landmark: drop landmark 0 before drawing; None picks the mode's
             default (True for ``official``, as the released code; False otherwise).
+        threads: frames are rendered in blocks of 8 on up to this many threads; None uses
+            OpenCV's thread count (``cv2.getNumThreads()``, set by ``cv2.setNumThreads``).
+            The output does not depend on it.
 
     Returns:
         ``(T, H, W, 3)`` uint8 RGB.  ``paper``: rint(w * RGB) with per-frame
@@ -340,12 +340,14 @@ def render_heatmap_frames(
     Raises:
         ValueError: unknown mode or smoothing, bad shapes, non-finite points,
             sigma <= 0, even kernel_size, missing or mis-shaped ``frames`` for
-            ``paper``, or no landmark left to draw.
+            ``paper``, no landmark left to draw, or ``threads`` not a positive int.
     """
     h, w = _check_size(size)
     smoothing, skip = _resolve(mode, smoothing, skip_first_landmark)
     xs, ys = _pixel_points(points, h, w, skip)
     t = xs.shape[0]
+    starts = range(0, t, _BLOCK)
+    n_threads = _thread_count(threads, len(starts))
     if mode == "paper":
         if frames is None:
             raise ValueError("mode 'paper' weights the RGB frames: pass frames (T, H, W, 3) uint8")
@@ -362,23 +364,20 @@ def render_heatmap_frames(
         return np.repeat(mask[..., None], 3, axis=3)
 
     table = gaussian_table(sigma, kernel_size)
-    acc = _accumulate(xs, ys, h, w, table)  # (T, H + 6, W)
-    weights = _blur_stack(acc) if smoothing == "gauss7" else acc[:, _PAD:_PAD + h]
-    weights = _normalise_(np.ascontiguousarray(weights))  # (T, H, W)
+    out = np.empty((t, h, w, 3), dtype=np.uint8)
 
-    if mode == "official":
-        weights *= np.float32(255)
-        levels = weights.astype(np.uint8)  # truncation, as np.uint8(255 * x)
-        return _jet_levels_to_rgb(levels)
+    def block(s: int) -> None:
+        e = min(s + _BLOCK, t)
+        _render_block(xs[s:e], ys[s:e], table, mode, smoothing == "gauss7",
+                      frames[s:e] if mode == "paper" else None, out[s:e])
 
-    # paper: rint(w * RGB), float32 product, round half to even; cv2.multiply computes exactly
-    # that (float32 work depth, cvRound, saturation), per colour plane against the same weight
-    # plane (half the memory traffic of merging the weights into 3 channels first), and equals
-    # np.rint(np.float32(w) * rgb).astype(uint8) (checked by the tests).
-    w_plane = weights.reshape(t * h, w)
-    planes = cv2.split(frames.reshape(t * h, w, 3))
-    out = cv2.merge([cv2.multiply(c, w_plane, dtype=cv2.CV_8U) for c in planes])
-    return out.reshape(t, h, w, 3)
+    if n_threads == 1:
+        for s in starts:
+            block(s)
+    else:
+        with ThreadPoolExecutor(n_threads) as pool:
+            list(pool.map(block, starts))  # list(): re-raises a block's exception here
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

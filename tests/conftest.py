@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,10 @@ from _media import REAL_FACES
 # waiting on that lock for ever (seen with mutants that switch a progress bar on), and a
 # child killed while holding the lock's inter-process semaphore then blocks every later one.
 tqdm.tqdm.monitor_interval = 0
+# And a plain thread lock instead of tqdm's default write lock, whose multiprocessing semaphore is
+# shared by every forked child: a mutant's test process killed for its time-out while holding it
+# blocked every later mutant's progress bar (seen as a run of time-outs in write_heatmap_cache).
+tqdm.tqdm.set_lock(threading.RLock())
 
 
 @pytest.fixture(scope="session")

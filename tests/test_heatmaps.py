@@ -506,6 +506,32 @@ def test_blocks_and_threads_do_not_change_the_volume(mode, frames):
         np.testing.assert_array_equal(got, want, err_msg=f"threads={threads}")
 
 
+@pytest.mark.parametrize("threads, pool", [(1, None), (2, 2), (3, 3), (8, 3)])
+def test_frames_go_in_blocks_of_8_on_at_most_one_thread_per_block(monkeypatch, threads, pool):
+    """17 frames: blocks of 8, 8 and 1 frames; one thread renders on the caller's thread (no pool),
+    more threads get a pool of at most one thread per block."""
+    import benchmark.data.heatmaps as hm
+
+    blocks, pools = [], []
+    real_block, real_pool = hm._render_block, hm.ThreadPoolExecutor
+
+    def recording_block(xs, ys, table, mode, smooth, rgb, out):
+        blocks.append((xs.shape[0], out.shape[0]))
+        real_block(xs, ys, table, mode, smooth, rgb, out)
+
+    def recording_pool(workers):
+        pools.append(workers)
+        return real_pool(workers)
+
+    monkeypatch.setattr(hm, "_render_block", recording_block)
+    monkeypatch.setattr(hm, "ThreadPoolExecutor", recording_pool)
+    pts = random_points(np.random.default_rng(0), 17, 5, 12, 12)
+    got = render_heatmap_frames(pts, size=12, mode="official", threads=threads)
+    np.testing.assert_array_equal(got, reference_official(pts, (12, 12)))
+    assert sorted(blocks) == [(1, 1), (8, 8), (8, 8)]
+    assert pools == ([] if pool is None else [pool])
+
+
 @pytest.mark.parametrize("threads", [0, -1, 1.5, True, "2"])
 def test_a_thread_count_that_is_not_a_positive_int_is_refused(threads):
     with pytest.raises(ValueError, match=r"threads must be a positive int or None"):
@@ -649,6 +675,8 @@ def test_cache_helpers_pass_every_rendering_parameter(tmp_path, case):
     for bad in (0, -4, 2.5):
         with pytest.raises(ValueError, match="resize must be a positive int"):
             cached_heatmap_frames(ds, "vid_b", **case, resize=bad)
+    one = np.stack([cv2.resize(f, (1, 1), interpolation=cv2.INTER_AREA) for f in direct])  # 1 px is positive
+    np.testing.assert_array_equal(cached_heatmap_frames(ds, "vid_b", **case, resize=1), one)
 
 
 @pytest.mark.parametrize("case", RENDER_CASES[:2], ids=lambda c: c["mode"])

@@ -276,12 +276,12 @@ def _render_block(xs: np.ndarray, ys: np.ndarray, table: np.ndarray, mode: str, 
     t, h, w = out.shape[:3]
     r = table.shape[0] // 2
     acc = _accumulate(xs, ys, h, w, table)
-    lut = jet_rgb_lut().reshape(256, 1, 3) if mode == "official" else None
+    lut = jet_rgb_lut().reshape(256, 1, 3) if mode == "official" else None  # contiguous (256, 1, 3) view
     for i in range(t):
         weights = _frame_weights(acc[i], r, h, w, smooth)
         if mode == "official":
             weights *= np.float32(255)
-            cv2.applyColorMap(weights.astype(np.uint8), np.ascontiguousarray(lut), dst=out[i])
+            cv2.applyColorMap(weights.astype(np.uint8), lut, dst=out[i])
         else:
             cv2.multiply(rgb[i], cv2.merge([weights, weights, weights]), dst=out[i], dtype=cv2.CV_8U)
 

@@ -338,3 +338,192 @@ def test_videos_and_pool_indexed_by_video_id_are_read_by_position(tmp_path):
     for row in range(len(test)):
         ex = te[row]["exemplar"]
         assert ex["index"] == te.voters(row)[0] and _video_of(ex["rgb"]) == ex["index"]
+
+
+# --------------------------------------------------------------- protocol plug-ins and UNBC's folds
+# (found by mutation testing of benchmark/protocols/__init__.py and unbc_5fold.py: every error
+# names the file and the fix, so the texts are checked whole)
+import dataclasses  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+
+import benchmark.protocols as protocols  # noqa: E402
+from benchmark.protocols import MAE, RHO, Protocol, register, unregister  # noqa: E402
+from benchmark.protocols.unbc_5fold import fold_file, load_folds  # noqa: E402
+
+UNBC = "unbc_5fold"
+
+
+def _unbc_card(folder, folds=None, name="folds.json"):
+    """The synthetic UNBC card moved to ``folder``, naming fold file ``name`` (written when ``folds``)."""
+    base = load_card("synthetic_unbc")
+    if folds is not None:
+        (folder / name).write_text(json.dumps({"folds": folds}))
+    return dataclasses.replace(base, path=folder, raw={**base.raw, "folds": name})
+
+
+def _sequences(root, per_subject: dict[str, int]) -> PreparedDataset:
+    """A prepared dataset of ``pain`` sequences: ``per_subject[s]`` sequences of subject ``s``, ids ``s_k``."""
+    rows = [(f"{s}_{k}", 6, "pain", "train", s, k % 5) for s, n in per_subject.items() for k in range(n)]
+    return _prepared(root, rows)
+
+
+def test_a_card_without_a_fold_file_or_naming_a_missing_one_is_refused_with_the_file(tmp_path):
+    base = load_card("synthetic_unbc")
+    card = dataclasses.replace(base, path=tmp_path, raw={k: v for k, v in base.raw.items() if k != "folds"})
+    with pytest.raises(ConfigError) as err:
+        fold_file(card)
+    assert str(err.value) == (f"{tmp_path / 'card.yaml'}: protocol 'unbc_5fold' needs a 'folds:' file "
+                              "(a JSON of subject ids per fold)")
+    with pytest.raises(ConfigError) as err:
+        fold_file(_unbc_card(tmp_path, name="gone.json"))
+    assert str(err.value) == (f"{tmp_path / 'gone.json'}: the fold file named by {tmp_path / 'card.yaml'} "
+                              "does not exist")
+
+
+def test_fold_files_that_are_not_fold_maps_are_refused_whole(tmp_path):
+    path = tmp_path / "f.json"
+    path.write_text("{not json")
+    with pytest.raises(DataError) as err:
+        load_folds(path)
+    assert str(err.value).startswith(f"{path}: not a fold file (")
+    assert str(err.value).endswith('); expected {"folds": {"fold1": [...], ...}}')
+    for folds in ({}, ["S1"], "fold1"):  # empty, and non-empty values that are not maps
+        path.write_text(json.dumps({"folds": folds}))
+        with pytest.raises(DataError) as err:
+            load_folds(path)
+        assert str(err.value) == f"{path}: 'folds' must map fold names to subject lists"
+    for bad in ("foldA", "set1", "fold"):
+        path.write_text(json.dumps({"folds": {bad: ["S1"]}}))
+        with pytest.raises(DataError, match=re.escape(f"fold name {bad!r} must be fold<k> (fold1, fold2, ...)")):
+            load_folds(path)
+
+
+def test_partition_names_sort_folds_by_number(tmp_path):
+    card = _unbc_card(tmp_path, {"fold10": ["a"], "fold2": ["b"], "fold1": ["c"]})
+    assert get_protocol(UNBC).partition_names(card) == ["fold1", "fold2", "fold10"]  # not fold1, fold10, fold2
+
+
+def test_data_subjects_in_no_fold_are_named_with_a_video_and_a_count(tmp_path):
+    ds = _sequences(tmp_path / "d", {"s1": 1, "s2": 2, "s3": 1, "s4": 1, "s5": 1, "s6": 1})
+    where = ds.root / "videos.csv"
+    p = get_protocol(UNBC)
+    card = _unbc_card(tmp_path, {"fold1": ["s1"]})
+    with pytest.raises(DataError) as err:
+        p.partition(ds, card, "pain", "fold1")
+    assert str(err.value) == (f"{tmp_path / 'folds.json'}: subject 's2' of {where} (e.g. video s2_0) is in no "
+                              "fold (and 4 more: s3, s4, s5); add it to exactly one fold")
+    card = _unbc_card(tmp_path, {"fold1": ["s1", "s4", "s5", "s6"]}, "two.json")
+    with pytest.raises(DataError, match=re.escape("is in no fold (and 1 more: s3); add it")):
+        p.partition(ds, card, "pain", "fold1")
+    card = _unbc_card(tmp_path, {"fold1": ["s1", "s3", "s4", "s5", "s6"]}, "one.json")
+    with pytest.raises(DataError) as err:
+        p.partition(ds, card, "pain", "fold1")
+    assert str(err.value) == (f"{tmp_path / 'one.json'}: subject 's2' of {where} (e.g. video s2_0) is in no "
+                              "fold; add it to exactly one fold")
+
+
+def test_fold_subjects_without_data_are_named_with_their_fold_and_a_count(tmp_path):
+    ds = _sequences(tmp_path / "d", {"s1": 1, "s2": 1})
+    where = ds.root / "videos.csv"
+    p = get_protocol(UNBC)
+    card = _unbc_card(tmp_path, {"fold1": ["s1", "x1"], "fold2": ["s2", "x2", "x3"]})
+    with pytest.raises(DataError) as err:
+        p.partition(ds, card, "pain", "fold1")
+    assert str(err.value) == (f"{tmp_path / 'folds.json'}: subject 'x1' (fold1) has no sequence in {where} "
+                              "(and 2 more); the fold file does not belong to this dataset")
+    card = _unbc_card(tmp_path, {"fold1": ["s1", "x1"], "fold2": ["s2", "x2"]}, "two.json")
+    with pytest.raises(DataError, match=re.escape(f"has no sequence in {where} (and 1 more); the fold file")):
+        p.partition(ds, card, "pain", "fold1")
+    card = _unbc_card(tmp_path, {"fold1": ["s1"], "fold2": ["s2", "x2"]}, "one.json")
+    with pytest.raises(DataError) as err:
+        p.partition(ds, card, "pain", "fold1")
+    assert str(err.value) == (f"{tmp_path / 'one.json'}: subject 'x2' (fold2) has no sequence in {where}; "
+                              "the fold file does not belong to this dataset")
+
+
+def test_fold_partitions_sizes_and_info_and_the_empty_side_error(tmp_path):
+    ds = _sequences(tmp_path / "d", {"s1": 1, "s2": 3, "s3": 2})
+    p = get_protocol(UNBC)
+    card = _unbc_card(tmp_path, {"fold1": ["s1"], "fold2": ["s2", "s3"]})
+    sha = hashlib.sha256((tmp_path / "folds.json").read_bytes()).hexdigest()
+    assert p.partition_sizes(ds, card, "pain") == {"fold1": (5, 1), "fold2": (1, 5)}
+    one_test = p.partition(ds, card, "pain", "fold1")  # a single test sequence is a valid fold
+    assert list(one_test.test["video_id"]) == ["s1_0"] and len(one_test.train) == 5
+    assert one_test.info == {"folds_file": "folds.json", "folds_sha256": sha}
+    one_train = p.partition(ds, card, "pain", "fold2")  # so is a single training sequence
+    assert list(one_train.train["video_id"]) == ["s1_0"] and len(one_train.test) == 5
+    card = _unbc_card(tmp_path, {"fold1": ["s1", "s2", "s3"]}, "all.json")
+    with pytest.raises(DataError) as err:
+        p.partition(ds, card, "pain", "fold1")
+    assert str(err.value) == (f"{tmp_path / 'all.json'}: fold1 of {ds.root / 'videos.csv'} has 0 train and "
+                              "6 test sequences of 'pain'; both partitions need at least one")
+    with pytest.raises(DataError, match=r"has 0 train and 0 test sequences of 'smile'"):
+        p.partition(ds, _unbc_card(tmp_path, {"fold1": ["s1"], "fold2": ["s2", "s3"]}), "smile", "fold1")
+
+
+def test_a_protocol_that_needs_a_partition_lists_them_when_none_or_another_is_given(tmp_path):
+    ds = _sequences(tmp_path / "d", {"s1": 1, "s2": 1})
+    card = _unbc_card(tmp_path, {"fold1": ["s1"], "fold2": ["s2"]})
+    p = get_protocol(UNBC)
+    with pytest.raises(ConfigError) as err:
+        p.partition(ds, card, "pain", None)
+    assert str(err.value) == "protocol 'unbc_5fold' needs a partition (--split): one of fold1, fold2"
+    with pytest.raises(ConfigError) as err:
+        p.partition(ds, card, "pain", "fold3")
+    assert str(err.value) == "split 'fold3' is not available for protocol 'unbc_5fold'; use one of 'fold1', 'fold2'"
+
+
+def test_metric_lookup_and_strict_comparison():
+    p = get_protocol("pfed5")
+    assert p.metric("mae") is MAE and p.headline is RHO
+    with pytest.raises(ConfigError) as err:
+        p.metric("auc")
+    assert str(err.value) == "protocol 'pfed5' reports no metric 'auc'; it reports rho_x100, mae, rmse"
+    assert not MAE.better(1.0, 1.0) and not RHO.better(1.0, 1.0)  # a tie is not better
+
+
+class _Toy(Protocol):
+    name = "toy"
+
+
+def test_registered_protocols_are_found_shadowed_and_removed(monkeypatch):
+    register("toy_protocol", _Toy)
+    try:
+        assert isinstance(get_protocol("toy_protocol"), _Toy)
+        register("toy_protocol", "benchmark.protocols.pfed5:PFED5Protocol")  # by "module:attr"
+        assert get_protocol("toy_protocol").name == "pfed5"
+    finally:
+        unregister("toy_protocol")
+    with pytest.raises(ConfigError, match="no protocol named 'toy_protocol'"):
+        get_protocol("toy_protocol")
+    unregister("never_registered")  # no error
+    register("bad_import", "no_such_module_qb:Thing")
+    register("not_a_protocol", dict)
+    try:
+        with pytest.raises(ConfigError) as err:
+            get_protocol("bad_import")
+        assert str(err.value) == ("protocol 'bad_import': cannot import no_such_module_qb:Thing "
+                                  "(No module named 'no_such_module_qb')")
+        with pytest.raises(ConfigError) as err:
+            get_protocol("not_a_protocol")
+        assert str(err.value) == ("protocol 'not_a_protocol': <class 'dict'> is not a "
+                                  "benchmark.protocols.Protocol subclass")
+    finally:
+        unregister("bad_import")
+        unregister("not_a_protocol")
+    names = ", ".join(protocols.available_protocols())
+    with pytest.raises(ConfigError) as err:
+        get_protocol("zzzz")
+    assert str(err.value) == f"no protocol named 'zzzz' Registered: {names}"  # no close match: no suggestion
+    monkeypatch.setattr(protocols, "_entries", lambda: {})
+    with pytest.raises(ConfigError) as err:
+        get_protocol("pfed5")
+    assert str(err.value) == "no protocol named 'pfed5' Registered: (none)"
+
+
+def test_sampling_streams_are_fixed_numbers():
+    """Every recorded random test clip and exemplar draw depends on these streams: their first
+    draws are pinned (changing the seed layout would silently change old runs' test clips)."""
+    assert sampling_rng(7, 2, 5, 1).integers(0, 1000, 6).tolist() == [610, 592, 972, 845, 305, 175]
+    assert sampling_rng(7, 2, 5).integers(0, 1000, 6).tolist() == [754, 138, 225, 112, 757, 816]  # stream 0

@@ -259,19 +259,19 @@ def test_tiny_scale_shrinks_every_method_input_the_same_way():
 def test_resize_frames_is_per_frame_area_resize_to_w_h():
     import cv2
 
-    from benchmark.protocols.pfed5 import _resize_frames
+    from benchmark.data.prepared import resize_frames
 
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (3, 12, 20, 3), dtype=np.uint8)  # T=3, H=12, W=20
-    out = _resize_frames(frames, (7, 5))  # (W, H), a non-integer ratio (area != bilinear)
+    out = resize_frames(frames, (7, 5))  # (W, H), a non-integer ratio (area != bilinear)
     assert out.shape == (3, 5, 7, 3) and out.dtype == np.uint8
     for f, o in zip(frames, out):
         assert np.array_equal(o, cv2.resize(f, (7, 5), interpolation=cv2.INTER_AREA))
     assert not np.array_equal(out[0], cv2.resize(frames[0], (7, 5), interpolation=cv2.INTER_LINEAR))
-    assert _resize_frames(frames, (20, 12)) is frames  # already that size: no copy, no resampling
+    assert resize_frames(frames, (20, 12)) is frames  # already that size: no copy, no resampling
     # one side equal is not "already that size"
-    assert _resize_frames(frames, (20, 6)).shape == (3, 6, 20, 3)
-    assert _resize_frames(frames, (10, 12)).shape == (3, 12, 10, 3)
+    assert resize_frames(frames, (20, 6)).shape == (3, 6, 20, 3)
+    assert resize_frames(frames, (10, 12)).shape == (3, 12, 10, 3)
 
 
 def test_subject_leak_message_names_the_file_subjects_and_fix():

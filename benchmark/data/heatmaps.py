@@ -88,7 +88,7 @@ import cv2
 import numpy as np
 
 from ..errors import ManifestError
-from .prepared import PreparedDataset, atomic_write_bytes, atomic_write_text, check_video_id
+from .prepared import PreparedDataset, atomic_write_bytes, atomic_write_text, check_video_id, resize_frames
 
 __all__ = [
     "MODES",
@@ -428,19 +428,9 @@ def _video_inputs(
         pts = pts * np.array([w / s, h / s], dtype=np.float32)
     frames = None
     if need_frames:
-        frames = dataset.frames(video_id, idx)
-        if (h, w) != (s, s):
-            # cv2.resize handles at most 4 channels, so this resize loops over frames
-            # (``idx`` is never empty: :func:`_render_video` skips an empty clip).
-            frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+        # ``idx`` is never empty (:func:`_render_video` skips an empty clip), as resize_frames needs
+        frames = resize_frames(dataset.frames(video_id, idx), (w, h))
     return pts, frames
-
-
-def _area_resize(frames: np.ndarray, side: int | None) -> np.ndarray:
-    """``(T, H, W, 3)`` uint8 -> ``(T, side, side, 3)`` with ``cv2.INTER_AREA`` per frame, as the protocol resizes heatmaps."""
-    if side is None or frames.shape[1:3] == (side, side):
-        return frames
-    return np.stack([cv2.resize(f, (side, side), interpolation=cv2.INTER_AREA) for f in frames])
 
 
 def _render_video(
@@ -454,10 +444,10 @@ def _render_video(
     for s in range(0, idx.size, chunk_frames):  # chunks only bound memory: frames are independent
         sub = idx[s:s + chunk_frames]
         pts, frames = _video_inputs(dataset, video_id, sub, h, w, mode == "paper")
-        out[s:s + sub.size] = _area_resize(render_heatmap_frames(
+        out[s:s + sub.size] = resize_frames(render_heatmap_frames(
             pts, size=(h, w), mode=mode, sigma=sigma, frames=frames, kernel_size=kernel_size,
             smoothing=smoothing, skip_first_landmark=skip_first_landmark,
-        ), resize)
+        ), (ow, oh))  # as the protocol resizes heatmaps
     return out
 
 

@@ -97,6 +97,17 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(T, H, W, C)`` uint8 frames -> ``(T, size[1], size[0], C)`` for ``size = (W, H)`` in pixels,
+    with ``cv2.INTER_AREA`` (anti-aliased) frame by frame (``cv2.resize`` takes at most 4 channels,
+    so a stack cannot go in one call). Frames already that size are returned as they are (no copy).
+    The one resize of the protocols' RGB and heatmap frames and of the heatmap renderer's inputs."""
+    w, h = size
+    if frames.shape[1] == h and frames.shape[2] == w:
+        return frames
+    return np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+
+
 def _npy_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)

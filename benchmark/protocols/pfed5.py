@@ -29,7 +29,7 @@ import torch
 
 from ..api import NORMALISATIONS, ExemplarSpec
 from ..cards import DatasetCard
-from ..data.prepared import PreparedDataset
+from ..data.prepared import PreparedDataset, resize_frames
 from ..errors import DataError, SubjectLeakError
 from ..scales import ClipSettings
 from . import MAE, RHO, RMSE, Partition, Protocol, sampling_rng
@@ -178,14 +178,6 @@ class PFED5Protocol(Protocol):
 
 
 # ------------------------------------------------------------------ transforms
-def _resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(T, H, W, 3) uint8 -> (T, size[1], size[0], 3) for ``size = (W, H)``, area interpolation (anti-aliased)."""
-    w, h = size
-    if frames.shape[1] == h and frames.shape[2] == w:
-        return frames
-    return np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
-
-
 def _crop_flip(frames: np.ndarray, size: int, offset: tuple[int, int], flip: bool) -> np.ndarray:
     y, x = offset
     out = frames[:, y:y + size, x:x + size]
@@ -380,10 +372,10 @@ class ClipDataset(torch.utils.data.Dataset):
 
         if s.inputs.rgb:
             if not self.train and s.inputs.test_crop == "resize":  # the whole frame resized (TraMP-Former's test)
-                frames = _resize_frames(self.dataset.frames(vid, idx), (g.rgb_size, g.rgb_size))
+                frames = resize_frames(self.dataset.frames(vid, idx), (g.rgb_size, g.rgb_size))
                 item["rgb"] = to_tensor(frames, s.inputs.rgb_normalisation)
             else:
-                frames = _resize_frames(self.dataset.frames(vid, idx), s.rgb_resize)
+                frames = resize_frames(self.dataset.frames(vid, idx), s.rgb_resize)
                 item["rgb"] = to_tensor(_crop_flip(frames, g.rgb_size, off_rgb, flip_rgb), s.inputs.rgb_normalisation)
         if s.inputs.heatmap:
             from ..data.heatmaps import cached_heatmap_frames

@@ -25,7 +25,7 @@ it used and the report can list the deviations.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, MissingWeightsError
 
 INPUTS = ("rgb", "heatmap", "trajectory")
 STREAM_SYNCS = ("flip", "flip_crop", "none")
@@ -212,6 +212,55 @@ class Option:
     code_value: Any = None
 
 
+#: Policies of a :class:`WeightsAssumption` when its released file is absent.
+FROM_SCRATCH_POLICIES = ("adapt", "refuse")
+
+
+@dataclass(frozen=True)
+class WeightsAssumption:
+    """A part of a method's recipe that assumes one of its released checkpoints is loaded
+    (a frozen BatchNorm, a frozen feature extractor, a learning-rate factor for a pretrained
+    backbone), and what a run does when that file is absent (the from-scratch policy).
+
+    Declared on :attr:`Method.weights_assumptions`; applied by :meth:`Method.adapt_from_scratch`
+    when a run is resolved (:func:`benchmark.runs.resolve`), recorded in the run's config and
+    ``result.json`` under ``from_scratch`` (hashed into the run id) and listed as a deviation on
+    the table and the method card.
+
+    Attributes:
+        role: the :attr:`Method.pretrained_files` role whose file the recipe assumes.
+        assumes: what the original recipe does that needs the file (``"the I3D BatchNorm layers
+            stay in eval mode (fix_bn)"``).
+        policy: ``"adapt"``: without the file the run applies :attr:`options` / :attr:`training`
+            (each unless the user set it) and records it; ``"refuse"``: without the file the run is
+            refused before training unless the user sets every :attr:`options` value explicitly
+            (the error names the file, where it comes from and the ``--set`` that trains anyway).
+        adaptation: what the run does instead, in words (shown on tables and method cards).
+        options: method option values that implement the adaptation.
+        training: training-setting overrides of the adaptation (e.g. ``{"precise_bn": 8}``).
+        why: why this policy for this method (the method's docstring says it too).
+
+    Raises:
+        ConfigError: an unknown policy, or an ``adapt`` / ``refuse`` assumption with nothing to apply.
+    """
+
+    role: str
+    assumes: str
+    policy: str = "adapt"
+    adaptation: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    training: Mapping[str, Any] = field(default_factory=dict)
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        if self.policy not in FROM_SCRATCH_POLICIES:
+            raise ConfigError(f"WeightsAssumption({self.role!r}): unknown policy {self.policy!r}; choose one of "
+                              f"{', '.join(FROM_SCRATCH_POLICIES)}")
+        if not self.options and not self.training:
+            raise ConfigError(f"WeightsAssumption({self.role!r}): an assumption must name the options or "
+                              "training settings that adapt to (or, when refused, train anyway without) the file")
+
+
 #: Values of :attr:`TrainingConfig.amp`.
 AMP_MODES = ("none", "bf16", "fp16")
 
@@ -240,6 +289,13 @@ class TrainingConfig:
             equal float32 eager within rounding (``tests/test_engine_speed.py``).
         channels_last: store 4-D / 5-D conv weights and 5-D inputs channels-last (GPU tensor
             cores); not in the run id, same results within rounding.
+        precise_bn: before every evaluation, re-estimate the running statistics of the BatchNorm
+            layers that train (those in training mode while the model trains; frozen ones are left
+            alone) as the plain average over this many training batches, augmentation as in
+            training (precise BatchNorm: SlowFast / pytorchvideo ``precise_bn``,
+            :func:`benchmark.engine.recompute_bn_statistics`); 0: off (every original evaluates with
+            the running averages it trained with). Training itself is unchanged (the random
+            streams are forked). Part of the run id unless 0.
     """
 
     epochs: int = 100
@@ -257,6 +313,7 @@ class TrainingConfig:
     amp: str = "none"
     compile: str = "none"
     channels_last: bool = False
+    precise_bn: int = 0
 
     def updated(self, overrides: Mapping[str, Any], where: str) -> "TrainingConfig":
         """A copy with ``overrides`` applied (values coerced to each field's type).
@@ -282,6 +339,8 @@ class TrainingConfig:
                 setattr(out, key, typ(value))
             except (TypeError, ValueError):
                 raise ConfigError(f"{where}: training setting {key}={value!r} is not a {typ.__name__}") from None
+        if out.precise_bn < 0:
+            raise ConfigError(f"{where}: training setting precise_bn={out.precise_bn!r} must be >= 0 (batches; 0: off)")
         if out.amp not in AMP_MODES:
             raise ConfigError(f"{where}: training setting amp={out.amp!r}; choose one of {', '.join(AMP_MODES)}")
         return out
@@ -310,6 +369,11 @@ class Method:
         learning_recipe: the method's learning check (:mod:`benchmark.learning`):
             ``{"options": {...}, "training": {...}, "data": "tiny", "asserted": bool,
             "why": "reason when not asserted"}``; None for non-learners (the dummy).
+        weights_assumptions: the parts of the recipe that assume a released file
+            (:class:`WeightsAssumption`): the from-scratch policy. Every method with a
+            frozen BatchNorm, a frozen extractor or a pretrained-backbone learning-rate factor
+            declares one per such part; the conformance suite checks that a run without
+            any file either adapts (recorded) or is refused.
         scale_options: scale name -> option values that scale applies beneath the
             user's overrides, for options whose paper value the scale's clip cannot
             hold (AQA-TPT's 20 snippets of a 16-frame ``tiny`` clip). Applied by
@@ -339,6 +403,7 @@ class Method:
     pretrained_files: ClassVar[dict[str, str]] = {}
     exemplars: ClassVar[ExemplarSpec | None] = None
     learning_recipe: ClassVar[Mapping[str, Any] | None] = None
+    weights_assumptions: ClassVar[tuple[WeightsAssumption, ...]] = ()
     scale_options: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, options: Mapping[str, Any] | None = None, geometry: ClipGeometry | None = None,
@@ -403,6 +468,50 @@ class Method:
                     out[role] = cand
                     break
         return out
+
+    def adapt_from_scratch(self, loaded_roles, explicit_options: Mapping[str, Any] | None = None,
+                           explicit_training: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Apply the from-scratch policy (:attr:`weights_assumptions`) for a run that loads the
+        files of ``loaded_roles`` only: for each assumption whose role is not loaded, an ``adapt``
+        assumption sets its option values on :attr:`options` (those the user did not set in
+        ``explicit_options``); a ``refuse`` assumption raises unless the user set every one of its
+        option values explicitly. Returns one record per assumption not met (JSON-able:
+        ``role``, ``file``, ``assumes``, ``policy``, ``adaptation``, ``options`` and ``training``
+        actually applied, ``options_before`` (those options' values before), ``by_user``), which :func:`benchmark.runs.resolve` stores in the run's
+        config and the engine copies into ``result.json``.
+
+        Raises:
+            MissingWeightsError: a ``refuse`` assumption without its file, naming the file, where it
+                comes from and the ``--set`` options that train anyway.
+        """
+        from methods.checkpoints import ORIGINAL_SOURCES
+
+        explicit_options = dict(explicit_options or {})
+        explicit_training = dict(explicit_training or {})
+        records = []
+        for a in self.weights_assumptions:
+            if a.role in loaded_roles:
+                continue
+            file = self.pretrained_files.get(a.role, a.role)
+            by_user = bool(a.options) and all(k in explicit_options and explicit_options[k] == v
+                                              for k, v in a.options.items())
+            if a.policy == "refuse" and not by_user:
+                source = ORIGINAL_SOURCES.get(file)
+                sets = " ".join(f"--set {k}={str(v).lower() if isinstance(v, bool) else v}"
+                                for k, v in a.options.items())
+                raise MissingWeightsError(
+                    f"method {self.name!r} assumes the released {file} ({a.assumes}), and it is not in the "
+                    f"weights folder: put it there and pass --weights DIR"
+                    + (f" (it comes from: {source})" if source else "")
+                    + f", or train without it with {sets} ({a.adaptation}; recorded as a deviation)")
+            options = {k: v for k, v in a.options.items() if k not in explicit_options}
+            training = {k: v for k, v in a.training.items() if k not in explicit_training}
+            before = {k: self.options[k] for k in options}
+            self.options.update(self.resolve_options({**self.options, **options}))
+            records.append({"role": a.role, "file": file, "assumes": a.assumes, "policy": a.policy,
+                            "adaptation": a.adaptation, "options": options, "options_before": before,
+                            "training": training, "by_user": by_user})
+        return records
 
     def deviations_from_paper(self) -> dict[str, Any]:
         """Options whose resolved value equals the released code's value where it differs from the paper."""

@@ -35,7 +35,7 @@ from .runs import ResolvedRun, RunLock, config_hash, read_result, write_csv, wri
 MODEL_FORMAT = "qafe-bench-model"
 MODEL_VERSION = 1
 #: Version of ``result.json``'s layout; a record of another version is not reused (re-run).
-RESULT_FORMAT_VERSION = 2
+RESULT_FORMAT_VERSION = 3
 #: Version of the epoch checkpoint (``checkpoint_last.pt``): 2 adds every RNG state.
 CHECKPOINT_VERSION = 2
 
@@ -149,7 +149,14 @@ class SpeedSettings:
         return self.device.type == "cuda"
 
 
-def _make_optimizer(groups: list[dict], cfg) -> torch.optim.Optimizer | None:
+def make_optimizer(groups: list[dict], cfg) -> torch.optim.Optimizer | None:
+    """The run's optimiser over a method's parameter groups (:meth:`~benchmark.api.Method.param_groups`):
+    ``torch.optim.SGD`` (``lr``, ``momentum``, ``weight_decay``) or ``Adam`` (``lr``, ``weight_decay``)
+    from a :class:`~benchmark.api.TrainingConfig`; None when there is nothing to train (the dummy).
+
+    Raises:
+        QafeBenchError: an unknown optimiser name.
+    """
     if not groups:
         return None
     if cfg.optimizer == "sgd":
@@ -159,7 +166,7 @@ def _make_optimizer(groups: list[dict], cfg) -> torch.optim.Optimizer | None:
     raise QafeBenchError(f"unknown optimizer {cfg.optimizer!r} (sgd or adam)")
 
 
-def _step_schedule(optimizer, groups: list[dict], cfg):
+def step_schedule(optimizer, groups: list[dict], cfg):
     """StepLR (lr x ``lr_gamma`` every ``lr_step`` epochs) for every group except those
     marked ``"decay": False`` (e.g. the BMC noise sigma, whose rate Balanced MSE never decays)."""
     step, gamma = cfg.lr_step, cfg.lr_gamma
@@ -208,6 +215,66 @@ def evaluate(method, model: torch.nn.Module, loader, device: torch.device,
     if not np.isfinite(preds).all():
         raise DivergedError("the model predicted NaN/inf on the test split")
     return preds
+
+
+def trainable_batchnorms(model: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+    """The BatchNorm layers of ``model`` that update running statistics while it trains: those
+    with ``track_running_stats`` that stay in training mode under ``model.train()`` (a method
+    that freezes its backbone's BatchNorm, CoRe's ``fix_bn``, keeps them in eval mode: left out).
+    The model's own mode is restored."""
+    was_training = model.training
+    model.train()
+    found = [m for m in model.modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats and m.training]
+    model.train(was_training)
+    return found
+
+
+def recompute_bn_statistics(method, model: torch.nn.Module, loader, batches: int,
+                            speed: SpeedSettings | None = None) -> dict:
+    """Precise BatchNorm: replace the running mean / variance of :func:`trainable_batchnorms` by
+    the plain average of their batch statistics over ``batches`` batches of ``loader`` (training
+    clips, training augmentation), so that evaluation uses statistics of the weights being
+    evaluated, not an exponential average over earlier weights (SlowFast ``precise_bn``,
+    pytorchvideo / fvcore ``update_bn_stats``; ``torch.optim.swa_utils.update_bn`` computes the
+    same average but also resets frozen layers, which this leaves alone). Forward passes only,
+    without gradient, in training mode; the random streams are forked, so training after it is
+    exactly what it would have been without it; the model's mode is restored.
+
+    Args:
+        method: the method (its :meth:`~benchmark.api.Method.forward`).
+        model: the model (or its compiled wrapper).
+        loader: yields training batches.
+        batches: how many batches to average over (at most the loader's length).
+        speed: device and autocast, as in training.
+
+    Returns:
+        ``{"layers": n, "batches": used}`` (``layers`` 0: nothing to re-estimate, nothing ran).
+    """
+    speed = speed or SpeedSettings(torch.device("cpu"))
+    layers = trainable_batchnorms(model)
+    if not layers or batches <= 0:
+        return {"layers": len(layers), "batches": 0}
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: the plain mean over the batches seen
+    was_training = model.training
+    used = 0
+    try:
+        with torch.random.fork_rng(devices=[speed.device] if speed.device.type == "cuda" else []), torch.no_grad():
+            model.train()
+            for batch in loader:
+                if used >= batches:
+                    break
+                with speed.autocast():
+                    method.forward(model, speed.to_device(batch))
+                used += 1
+    finally:
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+    return {"layers": len(layers), "batches": used}
 
 
 def fit_loss(loss_fn: torch.nn.Module, train_labels: np.ndarray) -> None:
@@ -326,14 +393,15 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
     loss_fn = method.build_loss().to(device)
     files = {r: Path(p) for r, p in run.config["paths"]["weights"].items()}
     pretrained_info = method.load_pretrained(model, files) if files else {"loaded": {}, "note": "trained from scratch"}
+    from_scratch = run.config.get("from_scratch") or []
     forward_model = speed.prepare_model(model)  # model itself, or its torch.compile wrapper (same weights)
     scaler = torch.amp.GradScaler(device.type, enabled=speed.amp == "fp16")
     train_labels = train_df["label"].to_numpy(dtype=np.float32)
     method.on_train_start(model, train_labels)
     fit_loss(loss_fn, train_labels)  # e.g. GAI's label GMM: the training partition's labels only
     groups = method.param_groups(model, loss_fn, cfg)
-    optimizer = _make_optimizer(groups, cfg)
-    scheduler = _step_schedule(optimizer, groups, cfg) if optimizer is not None and cfg.lr_step > 0 else None
+    optimizer = make_optimizer(groups, cfg)
+    scheduler = step_schedule(optimizer, groups, cfg) if optimizer is not None and cfg.lr_step > 0 else None
 
     history: list[dict] = []
     eval_rows: list[pd.DataFrame] = []
@@ -402,6 +470,11 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
         entry = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
                  "lr": lrs[0] if lrs else None, "lr_groups": lrs, "time_s": None}
         if (epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == epochs:
+            if cfg.precise_bn > 0 and optimizer is not None:
+                train_ds.set_epoch(epoch)
+                bn_loader = _loader(train_ds, cfg.batch_size, shuffle=True, seed=seed + 7717, epoch=epoch,
+                                    workers=cfg.num_workers, pin_memory=pin)
+                entry["precise_bn"] = recompute_bn_statistics(method, forward_model, bn_loader, cfg.precise_bn, speed)
             preds = evaluate(method, forward_model, test_loader, device, speed)
             m = regression_metrics(test_df["label"].to_numpy(), preds)
             entry.update({f"test_{k}": v for k, v in m.items() if k != "n"})
@@ -457,6 +530,7 @@ def _train_and_evaluate(run: ResolvedRun, device: torch.device, progress: bool, 
         "validation_videos": int(len(val_df)),
         "test_videos": int(len(test_df)),
         "pretrained": pretrained_info,
+        "from_scratch": from_scratch,
         "provenance": {**provenance(device), "dataset_content_hash": run.dataset.content_hash,
                        "dataset_manifest_backend": run.dataset.manifest.get("backend")},
     }

@@ -55,5 +55,11 @@ class ConfigError(QafeBenchError):
     """A run or table configuration is invalid (unknown option, bad value)."""
 
 
+class MissingWeightsError(ConfigError):
+    """A method's from-scratch policy refuses to train without one of its released files
+    (:class:`benchmark.api.WeightsAssumption` with ``policy="refuse"``); the message names the
+    file, where it comes from and the ``--set`` that trains anyway. Tables show the row as refused."""
+
+
 class DivergedError(QafeBenchError):
     """Training produced a non-finite loss or prediction (the run diverged)."""

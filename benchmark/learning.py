@@ -20,6 +20,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from .data.synthetic import generate_synthetic
 from .errors import ConfigError
 
@@ -164,7 +167,7 @@ def estimate_learning_cost(method: str, *, steps: int = 3, seed: int = 0) -> dic
     from .api import random_batch
     from .cards import load_card
     from .data.synthetic import CARD_NAME
-    from .engine import _make_optimizer, fit_loss
+    from .engine import make_optimizer, fit_loss
     from .registry import get_method
     from .runs import build_method
     from .scales import get_scale
@@ -183,7 +186,7 @@ def estimate_learning_cost(method: str, *, steps: int = 3, seed: int = 0) -> dic
     labels = np.array([0.0, 1.0, 2.0, 3.0, 4.0], np.float32)
     m.on_train_start(model, labels)
     fit_loss(loss_fn, labels)
-    optimizer = _make_optimizer(m.param_groups(model, loss_fn, cfg), cfg)
+    optimizer = make_optimizer(m.param_groups(model, loss_fn, cfg), cfg)
     bs = int(cfg.batch_size)
     times = []
     model.train()
@@ -212,9 +215,153 @@ def estimate_learning_cost(method: str, *, steps: int = 3, seed: int = 0) -> dic
             "estimate_s": 2 * (steps_per_run * step_s + eval_batches * eval_s)}
 
 
+OVERFIT_CLIPS = 8
+"""Training clips of the overfit check (:func:`overfit_check`)."""
+
+OVERFIT_TARGET = 90.0
+"""Spearman's rho x 100 the overfit check's eval-mode predictions must reach on its training clips."""
+
+
+class FixedClips(torch.utils.data.Dataset):
+    """A fixed set of clips held in memory, with the interface :func:`benchmark.engine.evaluate`
+    uses (``set_voter`` for exemplar methods, even test clips): the overfit check's training and
+    evaluation set.
+
+    Args:
+        clips: input name -> tensor with the clips on the first axis (``rgb (N, 3, T, S, S)``, ...).
+        labels: ``(N,)`` labels.
+        exemplars: the method's :class:`~benchmark.api.ExemplarSpec` or None.
+        train: training items draw their exemplar at random (seeded by ``seed`` and the draw
+            count); evaluation items take voter ``v``'s exemplar ``(i + 1 + v) mod N`` (never ``i``).
+    """
+
+    test_clips = "even"
+
+    def __init__(self, clips: dict, labels: torch.Tensor, exemplars=None, *, train: bool, seed: int = 0) -> None:
+        self.clips, self.labels, self.exemplars, self.train = clips, labels, exemplars, train
+        self.voter = 0
+        self.rng = np.random.default_rng([seed, 4242])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def set_voter(self, voter: int) -> None:
+        self.voter = int(voter)
+
+    def _item(self, i: int) -> dict:
+        return {**{k: v[i] for k, v in self.clips.items()}, "label": self.labels[i]}
+
+    def __getitem__(self, i: int) -> dict:
+        out = self._item(i)
+        if self.exemplars is not None:
+            n = len(self)
+            j = (i + 1 + int(self.rng.integers(n - 1))) % n if self.train else (i + 1 + self.voter % (n - 1)) % n
+            out["exemplar"] = {**self._item(j), "index": torch.tensor(j)}
+        return out
+
+
+def overfit_check(method: str, *, steps: int = 200, seed: int = 0, options: dict | None = None,
+                  training: dict | None = None, label_range: tuple[float, float] = (0.0, 4.0),
+                  weights: dict | None = None) -> dict:
+    """Can the method memorise :data:`OVERFIT_CLIPS` clips? The conformance suite's proof that a
+    method trains in this harness at all (its loss, parameter groups, optimiser, frozen parts and
+    BatchNorm mode), independent of what the synthetic data teaches.
+
+    The method is built as a run without any released file builds it (the ``tiny`` scale, its
+    learning recipe's options and :data:`LEARNING_TRAINING` with the recipe's overrides, then
+    its from-scratch policy, :meth:`~benchmark.api.Method.adapt_from_scratch`), or with the files
+    of ``weights`` (role -> path, loaded by :meth:`~benchmark.api.Method.load_pretrained`; for a
+    method that refuses to train without them); 8 fixed clips
+    of random inputs shaped as the harness feeds it (:func:`benchmark.api.random_batch`) get 8
+    distinct labels evenly spaced over ``label_range``; ``steps`` optimiser steps on shuffled
+    mini-batches of the method's batch size (exemplars drawn from the other clips) with the
+    method's own loss, parameter groups and optimiser; then, as the engine evaluates, precise
+    BatchNorm when the run's settings ask for it and :func:`benchmark.engine.evaluate` in eval
+    mode (test-time voters for exemplar methods).
+
+    Returns:
+        ``{"rho_x100": eval-mode Spearman's rho x 100 on the 8 clips as the run's settings score
+        them, "passed": rho >= OVERFIT_TARGET, "rho_x100_running_bn" / "rho_x100_precise_bn": the
+        same weights scored with the running BatchNorm statistics training left / with statistics
+        re-estimated on the training clips (equal for a method without trainable BatchNorm), "first_loss", "last_loss" (mean of the first / last 10 steps),
+        "predictions" (8,), "labels" (8,), "from_scratch": the adaptation records,
+        "precise_bn": what it re-estimated, "steps", "wall_s"}``.
+
+    Raises:
+        ConfigError: a method whose from-scratch policy refuses to train without its files.
+    """
+    from scipy.stats import spearmanr
+
+    from .api import random_batch
+    from .engine import SpeedSettings, evaluate, fit_loss, make_optimizer, recompute_bn_statistics
+    from .registry import get_method
+    from .runs import build_method
+    from .scales import get_scale
+
+    t0 = time.perf_counter()
+    cls = get_method(method)
+    rec_options, rec_training = learning_settings(method)
+    opts = rec_options if options is None else options
+    train = rec_training if training is None else training
+    m, _, cfg = build_method(cls, get_scale("tiny"), opts, train, label_range)
+    weights = {role: Path(p) for role, p in (weights or {}).items()}
+    records = m.adapt_from_scratch(set(weights), opts, train)
+    adapted = {k: v for r in records for k, v in r["training"].items()}
+    if adapted:
+        cfg = cfg.updated(adapted, "from-scratch adaptation")
+    torch.manual_seed(seed)
+    batch = random_batch(m, OVERFIT_CLIPS, seed)
+    labels = torch.linspace(label_range[0], label_range[1], OVERFIT_CLIPS)
+    clips = {k: v for k, v in batch.items() if k not in ("label", "exemplar")}
+    train_ds = FixedClips(clips, labels, m.exemplars, train=True, seed=seed)
+    eval_ds = FixedClips(clips, labels, m.exemplars, train=False, seed=seed)
+    model = m.build_model()
+    if weights:
+        m.load_pretrained(model, weights)
+    loss_fn = m.build_loss()
+    m.on_train_start(model, labels.numpy())
+    fit_loss(loss_fn, labels.numpy())
+    groups = m.param_groups(model, loss_fn, cfg)
+    optimizer = make_optimizer(groups, cfg)
+    bs = min(int(cfg.batch_size), OVERFIT_CLIPS)
+    gen = torch.Generator().manual_seed(seed)
+    loader = torch.utils.data.DataLoader(train_ds, batch_size=bs, shuffle=True, generator=gen, drop_last=True)
+    losses: list[float] = []
+    model.train()
+    while optimizer is not None and len(losses) < steps:
+        for b in loader:
+            loss = m.loss(loss_fn, m.forward(model, b), b)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.grad_clip)
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            if len(losses) >= steps:
+                break
+    speed = SpeedSettings(torch.device("cpu"))
+    eval_loader = torch.utils.data.DataLoader(eval_ds, batch_size=bs, shuffle=False)
+
+    def rho_of(p: np.ndarray) -> float:
+        return float(spearmanr(labels.numpy(), p).statistic) * 100 if np.ptp(p) > 0 else float("nan")
+
+    # the same weights scored with the running statistics training left, then with re-estimated ones
+    running = evaluate(m, model, eval_loader, torch.device("cpu"), speed)
+    bn = recompute_bn_statistics(m, model, loader, cfg.precise_bn or OVERFIT_CLIPS // bs, speed)
+    precise = evaluate(m, model, eval_loader, torch.device("cpu"), speed) if bn["layers"] else running
+    preds = precise if cfg.precise_bn > 0 else running
+    rho = rho_of(preds)
+    return {"rho_x100": rho, "passed": bool(np.isfinite(rho) and rho >= OVERFIT_TARGET),
+            "rho_x100_running_bn": rho_of(running), "rho_x100_precise_bn": rho_of(precise),
+            "first_loss": float(np.mean(losses[:10])) if losses else None,
+            "last_loss": float(np.mean(losses[-10:])) if losses else None,
+            "predictions": preds.tolist(), "labels": labels.tolist(), "from_scratch": records,
+            "precise_bn": bn, "steps": len(losses), "wall_s": time.perf_counter() - t0}
+
+
 __all__ = ["LEARNING_TRAINING", "LEARNING_DATA", "learning_recipes", "LEARNING_MARGIN",
            "LEARNING_EXPRESSION", "generate_learning_dataset", "learning_settings", "learning_check",
-           "estimate_learning_cost"]
+           "estimate_learning_cost", "OVERFIT_CLIPS", "OVERFIT_TARGET", "FixedClips", "overfit_check"]
 
 
 UNBC_LEARNING_OPTIONS = {"fusion": "sum", "loss": "mse", "heatmap_mode": "official"}

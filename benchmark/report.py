@@ -81,6 +81,16 @@ def _row_details(spec: TableSpec, cells: list[CellRuns]) -> list[dict]:
                     "follows": "released code" if v == opt.code_value else ("paper" if v == opt.default else "neither"),
                     "help": opt.help,
                 })
+        for rec in run.config.get("from_scratch") or []:
+            changed = {**rec.get("options", {}), **rec.get("training", {})}
+            deviations.append({
+                "option": ", ".join(changed) or rec["role"],
+                "value": ", ".join(f"{k}={v}" for k, v in changed.items()),
+                "paper": "; ".join(f"{k}={v}" for k, v in rec.get("options_before", {}).items()) or "-",
+                "code": f"assumes {rec['file']}",
+                "follows": f"from-scratch adaptation: {rec['adaptation']} (no {rec['file']}: {rec['assumes']})",
+                "help": rec["assumes"],
+            })
         res_pretrained = None
         for r in cell.runs:
             if (r.folder / "result.json").is_file():
@@ -88,7 +98,7 @@ def _row_details(spec: TableSpec, cells: list[CellRuns]) -> list[dict]:
                 break
         out.append({"row": cell.row.label, "method": cls.name, "display": cls.display_name,
                     "reference": cls.reference, "options": run.method.options, "deviations": deviations,
-                    "pretrained": res_pretrained})
+                    "pretrained": res_pretrained, "from_scratch": run.config.get("from_scratch") or []})
     return out
 
 

@@ -111,7 +111,7 @@ UNHASHED_TRAINING = ("num_workers", "compile", "channels_last")
 
 #: Training settings added after run ids existed, left out of the id at this value (so that every
 #: earlier run keeps its id) and hashed at any other.
-HASHED_UNLESS_DEFAULT = {"amp": "none"}
+HASHED_UNLESS_DEFAULT = {"amp": "none", "precise_bn": 0}
 
 
 def hashed_config(config: dict) -> dict:
@@ -196,10 +196,16 @@ def resolve(spec: RunSpec, runs_dir: str | Path) -> ResolvedRun:
         if not p.is_file():
             raise CheckpointError(f"{p}: no such checkpoint file (expected {method_cls.pretrained_files[role]})")
         pretrained[role] = {"file": p.name, "sha256": sha256_file(p)}
+    # The from-scratch policy: every recipe part that assumes an absent file adapts (recorded) or refuses.
+    from_scratch = method.adapt_from_scratch(set(pretrained), spec.options, spec.training)
+    adapted_training = {k: v for rec in from_scratch for k, v in rec["training"].items()}
+    if adapted_training:
+        training = training.updated(adapted_training, f"from-scratch adaptation of method {method_cls.name!r}")
     config = {
         "method": method_cls.name,
-        "options": method.options,
+        "options": options_before_adaptation(method.options, from_scratch),
         "deviations_from_paper": method.deviations_from_paper(),
+        **({"from_scratch": from_scratch} if from_scratch else {}),
         "dataset": {"card": card.name, "content_hash": dataset.content_hash,
                     "landmark_scheme": dataset.manifest["landmark_scheme"]["name"],
                     "backend": dataset.manifest.get("backend", {}).get("name"),
@@ -226,7 +232,26 @@ def resolve(spec: RunSpec, runs_dir: str | Path) -> ResolvedRun:
     return ResolvedRun(config, run_id, folder, method, dataset, card, scale, training, clip, protocol, spec)
 
 
-def find_recorded_run(run: ResolvedRun, runs_dir: str | Path, ignore: tuple[str, ...] = ("pretrained",)
+def options_before_adaptation(options: dict, from_scratch: list[dict]) -> dict:
+    """The run's options as asked (method defaults, scale, user), without the values a
+    from-scratch adaptation set: what ``config["options"]`` records, so that a run with the
+    released files and one without differ only in ``pretrained`` and ``from_scratch``."""
+    out = dict(options)
+    for rec in from_scratch:
+        out.update(rec["options_before"])
+    return out
+
+
+def effective_options(config: dict) -> dict:
+    """The option values a recorded run trained with: ``config["options"]`` updated by its
+    from-scratch adaptations (:meth:`benchmark.api.Method.adapt_from_scratch`)."""
+    out = dict(config.get("options", {}))
+    for rec in config.get("from_scratch", []) or []:
+        out.update(rec.get("options", {}))
+    return out
+
+
+def find_recorded_run(run: ResolvedRun, runs_dir: str | Path, ignore: tuple[str, ...] = ("pretrained", "from_scratch")
                       ) -> ResolvedRun | None:
     """A finished run in ``runs_dir`` whose config equals ``run``'s except for ``ignore``.
 

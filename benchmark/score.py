@@ -26,7 +26,7 @@ from .protocols import get_protocol
 from .protocols.pfed5 import ClipDataset
 from .scales import ClipSettings
 from .registry import get_method
-from .runs import load_model_file
+from .runs import effective_options, load_model_file
 
 
 def score_video(video: str | Path, checkpoint: str | Path, *, expression: str, backend: str | None = None,
@@ -63,7 +63,7 @@ def score_video(video: str | Path, checkpoint: str | Path, *, expression: str, b
         )
     settings_json = cfg["clip"]
     geometry = ClipGeometry(**settings_json["geometry"])
-    method = get_method(cfg["method"])(cfg["options"], geometry, label_range=card.label_range)
+    method = get_method(cfg["method"])(effective_options(cfg), geometry, label_range=card.label_range)
     if method.exemplars is not None:
         raise ConfigError(f"{checkpoint}: method {cfg['method']!r} scores relative to training exemplars; "
                           "scoring one video needs the training videos (not supported by `score`)")

@@ -99,6 +99,9 @@ def method_card(method_cls, *, costs: bool = True) -> dict:
         "pretrained_files": dict(method_cls.pretrained_files), "options": options,
         "costs": method_costs(method_cls) if costs else {},
         "exemplars": method_cls.exemplars is not None,
+        "weights_assumptions": [{"role": a.role, "file": method_cls.pretrained_files.get(a.role, a.role),
+                                 "assumes": a.assumes, "policy": a.policy, "adaptation": a.adaptation,
+                                 "why": a.why} for a in method_cls.weights_assumptions],
     }
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, MissingWeightsError
 from .metrics import BOOTSTRAP_RESAMPLES, avg_corr, bootstrap_values, fisher_z_avg_corr, percentile_interval, regression_metrics
 from .paths import published_dir, specs_dir
 from .protocols import RHO, MetricSpec, get_protocol
@@ -260,13 +260,16 @@ class CellRuns:
     """The runs behind one table cell (one per seed), resolved but maybe not executed.
 
     ``runs`` is empty when the dataset has no train or no test video for the
-    column's expression (``no_data`` says why); such a cell is shown as "no data".
+    column's expression (``no_data`` says why; shown as "no data"), or when the method's
+    from-scratch policy refuses to train without a released file (``refused`` holds its
+    message; shown as "refused", never as a number).
     """
 
     row: TableRow
     column: str
     runs: list[ResolvedRun]
     no_data: str = ""
+    refused: str = ""
 
 
 def expand(spec: TableSpec, dataset: str | Path, *, scale: str, seeds: list[int], runs_dir: str | Path,
@@ -319,12 +322,16 @@ def expand(spec: TableSpec, dataset: str | Path, *, scale: str, seeds: list[int]
             if expression not in shared:
                 row_weights = {role: path for role, path in (weights or {}).get(row.method, {}).items()
                                if role not in row.pretrained}
-                runs = [resolve(RunSpec(method=row.method, dataset=dataset, expression=expression, seed=s,
-                                        scale=scale, options=row.options,
-                                        training={**row.training, **(training or {})},
-                                        weights=row_weights, split=part,
-                                        clip_len=row.clip_len, validation=validation), runs_dir)
-                        for s in seeds for part in partitions]
+                try:
+                    runs = [resolve(RunSpec(method=row.method, dataset=dataset, expression=expression, seed=s,
+                                            scale=scale, options=row.options,
+                                            training={**row.training, **(training or {})},
+                                            weights=row_weights, split=part,
+                                            clip_len=row.clip_len, validation=validation), runs_dir)
+                            for s in seeds for part in partitions]
+                except MissingWeightsError as exc:
+                    cells.append(CellRuns(row, column, [], refused=str(exc)))
+                    continue
                 if find_recorded:
                     runs = [r if read_result(r.folder) else (find_recorded_run(r, runs_dir) or r) for r in runs]
                 shared[expression] = runs
@@ -473,6 +480,10 @@ def build_table(spec: TableSpec, cells: list[CellRuns], not_run: list[TableRow],
     records = []
     frames_by_cell: dict = {}
     for cell in cells:
+        if not cell.runs and cell.refused:
+            records.append(_record(spec, cell.row, cell.column, float("nan"), float("nan"), 0, 0, 0, "refused", [],
+                                   note=cell.refused))
+            continue
         if not cell.runs:
             records.append(_record(spec, cell.row, cell.column, float("nan"), float("nan"), 0, 0, 0, "no data", [],
                                    note=f"the dataset has {cell.no_data} for this expression"))

@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.api import ClipGeometry, ExemplarSpec, InputSpec, Method, Option, TrainingConfig
+from benchmark.api import ClipGeometry, ExemplarSpec, InputSpec, Method, Option, TrainingConfig, WeightsAssumption
 from benchmark.errors import ConfigError
 from methods.checkpoints import load_strict, read_checkpoint, state_dict_of, strip_prefix
 from methods.usdl import DEFAULT_LABEL_RANGE, FEAT_DIM, build_i3d, label_range_of, load_i3d_backbone, pack_subclips
@@ -388,10 +388,27 @@ class CoReMethod(Method):
             choices=("closed", "original"), code_value="original"),
         "freeze_bn": Option(True, "Keep the I3D BatchNorm layers in eval mode while training (CoRe --fix_bn, "
                                   "default True)."),
+        "backbone_lr_factor": Option(0.1, "Learning rate of the I3D backbone as a factor of the regressor's "
+                                          "(CoRe builder.build_opti_sche lr_factor 0.1: fine-tuning pretrained "
+                                          "weights)."),
     }
     pretrained_files = {"backbone": CORE_I3D_FILE}
+    weights_assumptions = (WeightsAssumption(
+        role="backbone",
+        assumes="the I3D BatchNorm layers stay in eval mode with Kinetics statistics (--fix_bn) and the backbone "
+                "learns at 0.1 x the regressor's rate (lr_factor)",
+        policy="adapt",
+        adaptation="the I3D BatchNorm layers train, their statistics are re-estimated on training clips before "
+                   "each evaluation (precise BatchNorm, 8 batches), and the backbone learns at the full rate",
+        options={"freeze_bn": False, "backbone_lr_factor": 1.0},
+        training={"precise_bn": 8},
+        why="an untrained I3D with frozen BatchNorm (mean 0, variance 1) shrinks activations layer by layer: "
+            "its features come out near 1e-6 and the query clip is ignored; trained BatchNorm makes the "
+            "contrastive regressor learnable, and a refusal would leave CoRe's Table 2 row empty on every "
+            "machine without the Kinetics file"),)
     exemplars = ExemplarSpec(test_voters=10)
     learning_recipe = {
+        "overfit_steps": 60,
         "options": {},
         "training": {"batch_size": 4},
         "data": "tiny",
@@ -433,8 +450,10 @@ class CoReMethod(Method):
                               weight_decay=0.0, lr_step=0, lr_gamma=1.0, reps_per_epoch=1)
 
     def param_groups(self, model: nn.Module, loss: nn.Module, cfg: TrainingConfig) -> list[dict]:
-        """Backbone at ``cfg.lr * 0.1`` (``lr_factor``), regressor at ``cfg.lr`` (builder.build_opti_sche)."""
-        return [{"params": [p for p in model.backbone.parameters() if p.requires_grad], "lr": cfg.lr * 0.1},
+        """Backbone at ``cfg.lr * backbone_lr_factor`` (0.1, ``lr_factor``), regressor at ``cfg.lr``
+        (builder.build_opti_sche)."""
+        return [{"params": [p for p in model.backbone.parameters() if p.requires_grad],
+                 "lr": cfg.lr * float(self.options["backbone_lr_factor"])},
                 {"params": [p for p in model.regressor.parameters() if p.requires_grad], "lr": cfg.lr}]
 
     def load_pretrained(self, model: nn.Module, files: Mapping[str, Path]) -> dict[str, Any]:

@@ -230,6 +230,7 @@ class IALGCAMethod(Method):
     }
     pretrained_files = {"backbone": IAL_GCA_FILE}
     learning_recipe = {
+        "overfit_steps": 20,
         "options": {"loss": "mse"},
         "training": {"optimizer": "adam", "lr": 3e-4, "weight_decay": 0.0, "batch_size": 4},
         "data": "nuisance_free",

@@ -41,6 +41,7 @@ from torch import nn
 
 from benchmark.api import ClipGeometry, InputSpec, Method, Option, TrainingConfig
 from benchmark.errors import ConfigError
+from methods.checkpoints import register_sources
 from methods.backbones.r3d import (R3D_FILES, R3D_PRETRAIN_CLASSES, R3D_SOURCES, R3DEncoder,
                                    load_r3d_checkpoint)
 from methods.qafe_net import (_LOSS_OPTIONS, Evaluator, build_bmc_or_mse, param_groups_with_sigma,
@@ -48,6 +49,7 @@ from methods.qafe_net import (_LOSS_OPTIONS, Evaluator, build_bmc_or_mse, param_
 
 #: File names of the original sources (for ``methods.checkpoints.ORIGINAL_SOURCES``).
 ORIGINAL_SOURCES = dict(R3D_SOURCES)
+register_sources(ORIGINAL_SOURCES)
 
 _RESIZES: dict[str, tuple[int, int] | None] = {"128x128": (128, 128), "112x112": (112, 112), "none": None}
 
@@ -148,6 +150,7 @@ class _R3DMethod(Method):
                             choices=_LOSS_OPTIONS["bmc_sigma"].choices),
     }
     learning_recipe = {
+        "overfit_steps": 30,
         "options": {"loss": "mse"}, "training": {}, "data": "nuisance_free", "asserted": False,
         "why": "R3D-18 measured 2026-12-02 (2 CPU cores, 244 s + 213 s): true -7.2 vs shuffled -12.1, margin "
                "4.9 < 30 on 'nuisance_free' in 6 epochs from random init (R3D-34 not run); RGB only like "

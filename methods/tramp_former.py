@@ -233,6 +233,7 @@ class TraMPFormerMethod(Method):
     pretrained_files = {"rgb": TRAMP_RGB_FILE, "trajectory": SKATEFORMER_FILE}
     scale_options = {"tiny": {"trajectory_frames": 64}}
     learning_recipe = {
+        "overfit_steps": 20,
         "options": {"loss": "mse"}, "data": "tiny", "asserted": False,
         "why": "measured once, not asserted: 83.6 vs 1.1 rho x 100 on 'tiny' (2026-12-06), but its two runs "
                "take about 30 minutes on 2 CPU cores, which would bring .ci/run near its 60-minute budget",

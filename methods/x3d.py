@@ -49,7 +49,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from benchmark.api import ClipGeometry, InputSpec, Method, Option, TrainingConfig
+from benchmark.api import ClipGeometry, InputSpec, Method, Option, TrainingConfig, WeightsAssumption
 from methods.checkpoints import load_strict, read_checkpoint, state_dict_of, strip_prefix
 from methods.qafe_net import _LOSS_OPTIONS, MLPBlock, build_bmc_or_mse, param_groups_with_sigma, qafe_training_defaults
 
@@ -246,7 +246,18 @@ class X3DMethod(Method):
                             choices=_LOSS_OPTIONS["bmc_sigma"].choices),
     }
     pretrained_files = {"backbone": X3D_S_FILE}
+    weights_assumptions = (WeightsAssumption(
+        role="backbone",
+        assumes="the BatchNorm running statistics start from Kinetics' (X3D_S.pyth) and follow training with "
+                "pytorchvideo's momentum 0.1",
+        policy="adapt",
+        adaptation="BatchNorm statistics re-estimated on training clips before each evaluation (precise "
+                   "BatchNorm, 8 batches)",
+        training={"precise_bn": 8},
+        why="from random initialisation the running averages of a few hundred steps lag the weights: eval-mode "
+            "rho 1.2 where the same weights with re-estimated statistics gave 93"),)
     learning_recipe = {
+        "overfit_steps": 40,
         "options": {"loss": "mse"},
         "training": {},
         "data": "nuisance_free",

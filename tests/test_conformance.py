@@ -18,7 +18,8 @@ import torch
 
 from benchmark import registry
 from benchmark.api import Method, random_batch
-from benchmark.engine import _make_optimizer
+from benchmark.engine import make_optimizer
+from benchmark.errors import MissingWeightsError
 from benchmark.learning import LEARNING_MARGIN, generate_learning_dataset, learning_check, learning_recipes
 from benchmark.protocols.pfed5 import CLIP_LEN
 from benchmark.runs import build_method
@@ -152,7 +153,7 @@ def test_loss_is_finite_and_one_step_changes_the_weights(method_cls):
     loss = m.loss(loss_fn, m.forward(model, batch), batch)
     assert loss.dim() == 0 and torch.isfinite(loss)
     cfg = m.training_defaults()
-    opt = _make_optimizer(m.param_groups(model, loss_fn, cfg), cfg)
+    opt = make_optimizer(m.param_groups(model, loss_fn, cfg), cfg)
     if not _trainable(model):
         assert opt is None  # nothing to optimise (the dummy): the engine skips training
         return
@@ -275,3 +276,133 @@ def test_learning_cost_estimate_counts_the_checks_steps():
     e = estimate_learning_cost("dummy", steps=1)
     assert e["batch_size"] == 4 and e["steps_per_run"] == LEARNING_TRAINING["epochs"] * 1 * 50 == 300
     assert e["estimate_s"] == pytest.approx(2 * (300 * e["step_s"] + 25 * e["eval_batch_s"]))
+
+
+# ------------------------------------------------------------------ overfit
+# Every learnable method must memorise 8 clips with distinct labels, scored in eval mode through
+# the engine's evaluation path (benchmark.learning.overfit_check): the proof that its loss, parameter
+# groups, optimiser, frozen parts and BatchNorm mode train in this harness at all, built as a run
+# without any released file builds it (its from-scratch policy applied). Steps per method: its
+# learning recipe's ``overfit_steps``.
+#: Methods that refuse to train without a released file (their from-scratch policy) run the check with
+#: a stand-in file in the original layout: the recipe as released (C3D-LSTM: a frozen C3D extractor, only
+#: the LSTM learns). C3D's fixed 16 x 112 x 112 sub-clips cost about 5 s a step on 2 CPU cores even
+#: frozen, so its check runs with the learning checks (`tox -e learning`, in .ci/run), not `tox -e test`.
+HEAVY_OVERFIT = {"c3d_lstm"}
+
+
+def _stand_in_weights(name: str, folder) -> dict:
+    """Role -> a stand-in file for the roles a refusing method cannot train without: the original
+    layout (tests/_original_layouts.py) with variance-preserving random weights (Kaiming normal,
+    zero biases), so that a frozen extractor passes informative features, as released weights do."""
+    from _original_layouts import ORIGINAL_FILE_WRITERS
+
+    cls = registry.get_method(name)
+    roles = {a.role for a in cls.weights_assumptions if a.policy == "refuse"}
+    out = {}
+    for role in roles:
+        path = ORIGINAL_FILE_WRITERS[cls.pretrained_files[role]](folder, 0)
+        sd = torch.load(path, weights_only=True)
+        for key, value in sd.items():
+            if key.endswith("weight") and value.dim() > 1:
+                torch.nn.init.kaiming_normal_(value, nonlinearity="relu")
+            elif key.endswith("bias"):
+                value.zero_()
+        torch.save(sd, path)
+        out[role] = path
+    return out
+
+
+@pytest.mark.overfit
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.learning) if n in HEAVY_OVERFIT else n
+                                  for n in sorted(RECIPES)])
+def test_memorises_eight_clips_in_eval_mode(name, tmp_path):
+    from benchmark.learning import OVERFIT_TARGET, overfit_check
+
+    r = overfit_check(name, steps=int(RECIPES[name]["overfit_steps"]), weights=_stand_in_weights(name, tmp_path))
+    assert r["steps"] == RECIPES[name]["overfit_steps"]
+    assert r["rho_x100"] >= OVERFIT_TARGET, r
+
+
+def test_every_recipe_budgets_its_overfit_check():
+    assert all(1 <= int(r["overfit_steps"]) <= 300 for r in RECIPES.values()), \
+        {n: r.get("overfit_steps") for n, r in RECIPES.items()}
+
+
+@pytest.mark.overfit
+def test_stale_batchnorm_statistics_are_what_precise_bn_fixes():
+    """The control of the overfit check: USDL's I3D BatchNorm (momentum 0.01) trained from scratch
+    and scored with the running statistics it trained with ranks nothing (its eval-mode
+    predictions barely move), while the same weights with re-estimated statistics memorise."""
+    from benchmark.learning import overfit_check
+
+    r = overfit_check("usdl", steps=int(RECIPES["usdl"]["overfit_steps"]))
+    assert r["precise_bn"]["layers"] > 0 and r["precise_bn"]["batches"] > 0
+    assert r["rho_x100_precise_bn"] >= 90
+    assert not r["rho_x100_running_bn"] >= 60, r  # NaN (constant predictions) or far below
+
+
+# ------------------------------------------------------------------ from-scratch policy
+def test_every_frozen_or_pretrained_factor_part_is_declared():
+    """A method whose model freezes anything (parameters without gradient, BatchNorm kept in eval mode
+    under train()) or scales a backbone's learning rate below the rest declares a WeightsAssumption for
+    it; built without any released file (the adaptation applied) nothing stays frozen."""
+    from benchmark.engine import trainable_batchnorms
+
+    for name in METHODS:
+        cls = registry.get_method(name)
+        m = _method(cls, "tiny")
+        model = m.build_model()
+        bns = [mod for mod in model.modules() if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm)]
+        frozen = (any(not p.requires_grad for p in model.parameters())
+                  or len(trainable_batchnorms(model)) < len([b for b in bns if b.track_running_stats]))
+        if frozen:
+            assert cls.weights_assumptions, f"{name} freezes part of its model without a WeightsAssumption"
+        refused = {k: v for a in cls.weights_assumptions if a.policy == "refuse" for k, v in a.options.items()}
+        if refused:  # refused without the file, unless the user asks for the adaptation
+            with pytest.raises(MissingWeightsError, match=r"--set "):
+                _method(cls, "tiny").adapt_from_scratch(set())
+            m = _method(cls, "tiny", refused)
+        m.adapt_from_scratch(set(), refused)
+        model = m.build_model()
+        assert all(p.requires_grad for p in model.parameters()), name
+        assert len(trainable_batchnorms(model)) == len([b for b in bns if b.track_running_stats]), name
+
+
+def test_from_scratch_adaptation_is_recorded_and_hashed(small_prepared, tmp_path):
+    """CoRe without model_rgb.pth: the run's method trains its BatchNorm at the full backbone rate
+    with precise BatchNorm; the config keeps the asked options and records the adaptation (so the
+    run id differs from a run that loaded the file); an explicit user option wins over the adaptation."""
+    from benchmark.runs import RunSpec, effective_options, resolve
+
+    run = resolve(RunSpec("core", small_prepared.root, "smile", scale="tiny"), tmp_path)
+    rec = run.config["from_scratch"]
+    assert [r["role"] for r in rec] == ["backbone"] and rec[0]["file"] == "model_rgb.pth"
+    assert run.config["options"]["freeze_bn"] is True and run.method.options["freeze_bn"] is False
+    assert effective_options(run.config) == run.method.options
+    assert run.training.precise_bn == 8 and run.config["training"]["precise_bn"] == 8
+    assert run.method.param_groups(run.method.build_model(), None, run.training)[0]["lr"] == run.training.lr
+    own = resolve(RunSpec("core", small_prepared.root, "smile", scale="tiny", options={"freeze_bn": True},
+                          training={"precise_bn": 0}), tmp_path)
+    assert own.method.options["freeze_bn"] is True and own.training.precise_bn == 0
+    assert own.config["from_scratch"][0]["options"] == {"backbone_lr_factor": 1.0}
+    assert own.run_id != run.run_id
+
+
+def test_refusal_names_the_file_its_source_and_the_option_that_trains_anyway():
+    from benchmark.api import WeightsAssumption
+    from benchmark.errors import ConfigError
+    from methods.c3d_lstm import C3DLSTMMethod
+
+    class Refusing(C3DLSTMMethod):
+        name = "c3d_lstm_refusing"
+        weights_assumptions = (WeightsAssumption("c3d", "a frozen Sports-1M C3D", "refuse", "C3D trains end to end",
+                                                 options={"c3d_trainable": True}),)
+
+    with pytest.raises(ConfigError) as err:
+        Refusing().adapt_from_scratch(set())
+    msg = str(err.value)
+    assert "c3d.pickle" in msg and "DavideA/c3d-pytorch" in msg and "--set c3d_trainable=true" in msg
+    m = Refusing({"c3d_trainable": True})
+    assert m.adapt_from_scratch(set(), {"c3d_trainable": True})[0]["by_user"] is True
+    assert Refusing().adapt_from_scratch({"c3d"}) == []

@@ -42,12 +42,18 @@ def test_reproduce_fills_every_row_beside_the_published_numbers(table2_synthetic
     assert qafe["avg_corr_paper"] == pytest.approx(65.35) and qafe["sit_at_rest_paper"] == pytest.approx(75.57)
     # every row of the paper's Table 2 is implemented and ran; rho needs non-constant predictions,
     # which USDL's argmax over 101 bins does not give after one tiny epoch (its cells are ok but n/a)
-    for row in ("C3D-LSTM", "CoRe", "AQA-TPT", "IAL-GCA", "Former-DFER", "QAFE-Net"):
+    for row in ("CoRe", "AQA-TPT", "IAL-GCA", "Former-DFER", "QAFE-Net"):
         vals = wide.set_index("row").loc[row, EXPRESSIONS]
         assert vals.notna().all(), (row, vals)
+    # C3D-LSTM without c3d.pickle is refused by its from-scratch policy: no number, the reason shown
+    assert wide.set_index("row").loc["C3D-LSTM", EXPRESSIONS].isna().all()
     long = pd.read_csv(out / "table2_long.csv")
     cells = long[long["column"].isin(EXPRESSIONS)]
-    assert set(cells["status"]) == {"ok"} and (cells["n_ok"] == 1).all()
+    refused = cells[cells["row"] == "C3D-LSTM"]
+    assert set(refused["status"]) == {"refused"} and (refused["n_ok"] == 0).all()
+    assert refused["note"].str.contains("c3d.pickle").all() and refused["note"].str.contains("--set c3d_trainable=true").all()
+    ran = cells[cells["row"] != "C3D-LSTM"]
+    assert set(ran["status"]) == {"ok"} and (ran["n_ok"] == 1).all()
     # Avg. Corr. is the arithmetic mean of the five reproduced values
     assert qafe["avg_corr"] == pytest.approx(qafe[EXPRESSIONS].mean())
 
@@ -76,7 +82,7 @@ def test_report_rerenders_without_training(table2_synthetic, capsys):
     argv = ["report" if a == "reproduce" else a for a in table2_synthetic["argv"]]
     assert main(argv) == 0
     after = {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*/result.json")}
-    assert before == after and len(before) == 8 * 5  # the 7 paper rows and the dummy x 5 expressions
+    assert before == after and len(before) == 7 * 5  # the 6 paper rows run (C3D-LSTM refused) and the dummy x 5
     # reproducing again trains nothing either: every run is skipped
     assert main(table2_synthetic["argv"]) == 0
     assert {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*/result.json")} == before

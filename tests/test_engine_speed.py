@@ -85,9 +85,14 @@ def test_channels_last_and_compile_train_to_the_plain_runs_predictions(small_pre
         assert run.run_id == plain.run_id, name  # the same run: only how fast it computes differs
         np.testing.assert_allclose(p, p0, rtol=0, atol=1e-5, err_msg=name)
         assert list(sd) == list(sd0), name  # no torch.compile "_orig_mod." prefix in model.pt
-        for key in sd0:  # 1e-4: the key bias's gradient is 0 in exact arithmetic (softmax is shift-invariant),
-            # so what it learns is rounding noise, and that differs with the kernels (measured 3e-5)
-            torch.testing.assert_close(sd[key].contiguous(), sd0[key], rtol=0, atol=1e-4, msg=f"{name}: {key}")
+        for key in sd0:
+            a, b = sd[key].contiguous(), sd0[key]
+            if key == "qkv.bias":
+                # the key bias (the middle third) has gradient 0 in exact arithmetic (softmax is
+                # shift-invariant): what it learns is the kernels' rounding noise, which differs from
+                # CPU to CPU (AVX-512 or not) and is no result; the query and value biases are.
+                a, b = torch.cat((a[:4], a[8:])), torch.cat((b[:4], b[8:]))
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-4, msg=f"{name}: {key}")
     # the saved run config records what ran
     assert run.config["training"]["compile"] == "aot_eager" and run.config["training"]["channels_last"] is True
 

@@ -281,13 +281,13 @@ def test_step_schedule_learning_rates_by_epoch(small_prepared, tmp_path):
 def test_a_group_marked_no_decay_keeps_its_rate(small_prepared, tmp_path):
     """QAFE-Net's learned BMC sigma group ("decay": False) is never decayed by the step schedule."""
     from methods.qafe_net import param_groups_with_sigma
-    from benchmark.engine import _make_optimizer, _step_schedule
+    from benchmark.engine import make_optimizer, step_schedule
     from benchmark.losses import BMCLoss
 
     cfg = TrainingConfig(optimizer="sgd", lr=0.1, lr_step=1, lr_gamma=0.5)
     groups = param_groups_with_sigma(nn.Linear(2, 1), BMCLoss(learn_sigma=True), cfg)
-    opt = _make_optimizer(groups, cfg)
-    sched = _step_schedule(opt, groups, cfg)
+    opt = make_optimizer(groups, cfg)
+    sched = step_schedule(opt, groups, cfg)
     rates = []
     for _ in range(3):
         rates.append([g["lr"] for g in opt.param_groups])

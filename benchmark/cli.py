@@ -209,6 +209,10 @@ def cmd_run(args) -> int:
                           weights=weights, control=args.control, split=args.split, clip_len=args.clip_len),
                   args.runs_dir)
     print(f"run {run.folder}")
+    for rec in run.config.get("from_scratch", []):
+        print(f"from scratch (no {rec['file']}): {rec['adaptation']} "
+              f"[{', '.join(f'{k}={v}' for k, v in {**rec['options'], **rec['training']}.items()) or 'asked for'}; "
+              "recorded in result.json and shown as a deviation]")
     outcome = _execute_runs(args, [run])[0]
     if outcome["status"] in ("submitted", "running"):
         print(f"run {outcome['status']}" + (f" (job {outcome['job_id']})" if outcome.get("job_id") else ""))

@@ -45,7 +45,8 @@ def learning_recipes() -> dict[str, dict]:
     (methods without one, e.g. the dummy, are left out). Each recipe holds
     ``options`` (method options), ``data`` (a :data:`LEARNING_DATA` variant),
     optional ``training`` overrides of :data:`LEARNING_TRAINING`, ``asserted``
-    (whether CI asserts the margin) and ``why`` (required when not asserted).
+    (whether CI asserts the margin), ``why`` (required when not asserted) and
+    ``overfit_steps`` (optimiser steps of its :func:`overfit_check`, at most 300).
 
     Measured so far (6 epochs, 2 CPU cores): QAFE-Net on ``tiny`` with the released
     code's JET heatmaps and MSE 80.3 vs shuffled -7.9 (paper options: 17.1).

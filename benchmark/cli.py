@@ -352,6 +352,8 @@ def _report(args, *, train: bool) -> int:
         new = [f for f in runs if f not in todo]
         done = sum((read_result(f) or {}).get("status") == "ok" for f in runs)
         print(f"{spec.id}: {len(runs)} run(s) on {d.name} ({done} finished, {len(new)} not in an earlier table)")
+        for label, why in {c.row.label: c.refused for c in built[0] if c.refused}.items():
+            print(f"  {spec.id}: row {label!r} refused, no number made: {why}")
         todo.update(runs)
     for line in skipped:
         print(f"skipped: {line}")

@@ -545,6 +545,9 @@ def _load_i3d_state(encoder: nn.Module, state: Mapping[str, torch.Tensor], path:
 class AQATPTMethod(Method):
     """The AQA-TPT adapter (contrastive: one training exemplar per sample, 10 voters at test).
 
+    From scratch (no ``model_rgb.pth``): adapts as CoRe (I3D BatchNorm trains, precise BatchNorm),
+    for the same reason (:attr:`weights_assumptions`).
+
     Options (default = README command / paper; ``code_value`` = the parser default of
     ``utils/opt.py`` where it differs): ``d_model``, ``d_ffn``, ``num_queries``, ``margin``,
     ``var_weight``, ``outer_edges``, ``snippet_rule``, ``n_snippets``, ``snippet_stride``,

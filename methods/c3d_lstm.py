@@ -174,6 +174,11 @@ _RESIZES = {"171x128": (171, 128), "128x128": (128, 128)}
 class C3DLSTMMethod(Method):
     """The C3D-LSTM baseline adapter (RGB only; see the module docstring for every choice).
 
+    From scratch (no ``c3d.pickle``): REFUSED before training (:attr:`weights_assumptions`): the
+    port's recipe is a frozen Sports-1M extractor, and a frozen random C3D gives near-constant
+    features, so no number would mean anything; ``--set c3d_trainable=true`` trains C3D end to
+    end instead (another, far costlier model), recorded as a deviation.
+
     Options: ``drop_last_clip`` (code value True), ``rgb_normalisation``
     (``imagenet`` | ``raw255``), ``frame_resize`` (``171x128`` | ``128x128``).
     Pretrained file: ``c3d`` = ``c3d.pickle`` (Sports-1M C3D; fc7 / fc8 dropped).

@@ -362,6 +362,11 @@ def load_core_training_checkpoint(model: CoReModel, path: str | Path) -> dict[st
 class CoReMethod(Method):
     """The CoRe baseline adapter (I3D backbone, RGB, exemplar-based).
 
+    From scratch (no ``model_rgb.pth``): adapts (:attr:`weights_assumptions`): the I3D BatchNorm
+    trains, the backbone learns at the full rate, precise BatchNorm before evaluation. Not refused,
+    because an I3D trained from its initialisation with BatchNorm is a learnable model (the
+    overfit check passes), while frozen BatchNorm statistics of an untrained I3D silence the query.
+
     Options: ``score_range`` (0 = ``hi - lo`` of the label range), ``outer_edges``
     (``closed`` / ``original``), ``freeze_bn`` (``fix_bn``). Pretrained file:
     ``backbone`` = ``model_rgb.pth`` (hassony2 layout). Exemplars: one per training sample,

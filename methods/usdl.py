@@ -258,6 +258,9 @@ def load_usdl_training_checkpoint(model: USDLModel, path: str | Path) -> dict[st
 class USDLMethod(Method):
     """The USDL baseline adapter (I3D backbone, RGB only).
 
+    From scratch (no ``rgb_i3d_pretrained.pt``): adapts with precise BatchNorm before evaluation:
+    nothing is frozen, only the running statistics (momentum 0.01) assume Kinetics' start.
+
     Options: ``bins`` (K, default 101 as MTL-AQA), ``soft_label_sigma`` (bins, default
     5 = ``--std``), ``decode`` (``argmax`` as the original, or ``expectation``).
     Pretrained file: ``backbone`` = ``rgb_i3d_pretrained.pt`` (piergiaj layout).

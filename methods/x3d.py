@@ -221,6 +221,8 @@ def load_x3d_checkpoint(backbone: nn.Module, path: str | Path, file_name: str = 
 class X3DMethod(Method):
     """X3D-S (pytorchvideo) with QAFE-Net's MLP head widened to 2048 inputs (RGB only).
 
+    From scratch (no ``X3D_S.pyth``): adapts with precise BatchNorm before evaluation.
+
     Options: ``loss``, ``bmc_sigma`` (QAFE-Net's; no original for this method).
     Pretrained file: ``backbone`` = ``X3D_S.pyth`` (pytorchvideo hub layout), from the
     ``--weights`` folder or torch.hub's cache (:meth:`locate_pretrained`).

@@ -1,9 +1,12 @@
 """Print the learning check of benchmark/learning.py: test rho x 100 on true vs shuffled labels.
 
-Usage: python scripts/learning_check.py [METHOD ...] [--data VARIANT] [--runs-dir DIR] [--seed N] [--estimate]
+Usage: python scripts/learning_check.py [METHOD ...] [--data VARIANT] [--runs-dir DIR] [--seed N] [--estimate] [--overfit]
 (default: every method with a recipe). --data tiny|nuisance_free picks the dataset
 variant instead of the recipe's. Runs already finished in --runs-dir are reused.
 --estimate times a few training steps instead and prints the check's expected wall time.
+--overfit runs each method's overfit check (benchmark.learning.overfit_check) instead; a method
+that refuses to train without its released file (C3D-LSTM) says so (the conformance test runs it
+with a stand-in file in the original layout).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from benchmark.learning import (LEARNING_DATA, LEARNING_MARGIN, estimate_learning_cost, generate_learning_dataset,
-                                learning_check, learning_recipes)
+                                learning_check, learning_recipes, overfit_check)
 
 
 def main() -> None:
@@ -24,7 +27,24 @@ def main() -> None:
     ap.add_argument("--runs-dir", default=None, help="keep the runs here (default: a temporary folder)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--estimate", action="store_true", help="time a few steps, print the expected wall time")
+    ap.add_argument("--overfit", action="store_true",
+                    help="run each method's overfit check instead (8 clips, eval mode; running vs precise BatchNorm)")
     args = ap.parse_args()
+    if args.overfit:
+        from benchmark.errors import MissingWeightsError
+
+        for name in args.methods:
+            try:
+                r = overfit_check(name, steps=int(recipes[name]["overfit_steps"]), seed=args.seed)
+            except MissingWeightsError as exc:
+                print(f"{name:12s} refused without its released file ({exc}); tests/test_conformance.py runs its "
+                      "check with a stand-in file in the original layout", flush=True)
+                continue
+            print(f"{name:12s} {r['steps']:4d} steps  loss {r['first_loss']:.3g} -> {r['last_loss']:.3g}  "
+                  f"eval rho x 100: running BN {r['rho_x100_running_bn']:6.1f}, precise BN "
+                  f"{r['rho_x100_precise_bn']:6.1f}, as run {r['rho_x100']:6.1f} "
+                  f"({'pass' if r['passed'] else 'FAIL'})  {r['wall_s']:.0f} s", flush=True)
+        return
     if args.estimate:
         for name in args.methods:
             e = estimate_learning_cost(name, seed=args.seed)

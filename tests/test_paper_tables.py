@@ -189,8 +189,10 @@ def test_reproduce_all_prints_the_plan_and_names_what_it_skips(synthetic_tiny, t
                str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--quiet"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "plan: 145 distinct run(s), 0 finished" in out  # 140 for Tables 2, 4-10; 5 TraMP-Former (sota_pfed5)
-    assert "sota_pfed5: 45 run(s) on" in out and "(0 finished, 5 not in an earlier table)" in out
+    # 135 for Tables 2, 4-10 (C3D-LSTM refused without c3d.pickle); 5 TraMP-Former (sota_pfed5)
+    assert "plan: 140 distinct run(s), 0 finished" in out
+    assert "sota_pfed5: 40 run(s) on" in out and "(0 finished, 5 not in an earlier table)" in out
+    assert "table2: row 'C3D-LSTM' refused, no number made: method 'c3d_lstm' assumes the released c3d.pickle" in out
     assert "table6: 30 run(s) on" in out and "(0 finished, 20 not in an earlier table)" in out
     assert "skipped: table3 runs under protocol 'unbc_5fold'" in out and "add synthetic-unbc" in out
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*/result.json"))

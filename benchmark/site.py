@@ -274,6 +274,7 @@ def tidy_cells(spec, cells, selection: str, dataset_info: dict) -> pd.DataFrame:
         for run in cell.runs:
             by_seed.setdefault(run.config["seed"], []).append(run)
         frames_per_seed = []
+        first = len(out)
         for seed, runs in sorted(by_seed.items()):
             if any((read_result(r.folder) or {}).get("status") != "ok" for r in runs):
                 out.append({"seed": seed, "value": float("nan"), "runs": ";".join(r.folder.name for r in runs),
@@ -285,6 +286,10 @@ def tidy_cells(spec, cells, selection: str, dataset_info: dict) -> pd.DataFrame:
             out.append({"seed": seed, "value": _metric(pool["label"], pool["prediction"], metric),
                         "runs": ";".join(r.folder.name for r in runs), "status": "ok", "_cell": cell,
                         "_metric": metric})
+        # the cell's 95% bootstrap CI over its finished seeds (the table's own, tables.seed_ci), on each seed's row
+        low, high = seed_ci(frames_per_seed, metric) if frames_per_seed else (float("nan"), float("nan"))
+        for rec in out[first:]:
+            rec.update(ci_low=low, ci_high=high)
     rows = []
     for rec in out:
         cell = rec.pop("_cell")

@@ -11,7 +11,7 @@ import tqdm
 
 from benchmark.data.prepared import LandmarkScheme, PreparedDataset, PreparedWriter
 
-from _media import REAL_FACES
+from _media import REAL_FACES, skip_or_fail_without
 
 # No tqdm monitor thread in tests. The mutation tester (mutmut) forks a test process per
 # mutant; a fork taken while the monitor thread holds tqdm's write lock leaves the child
@@ -26,9 +26,9 @@ tqdm.tqdm.set_lock(threading.RLock())
 
 @pytest.fixture(scope="session")
 def real_faces_dir() -> Path:
-    """``../shared/real_faces`` (three real face videos, no labels); skipped if absent."""
-    if not (REAL_FACES / "interview_man.mp4").is_file():
-        pytest.skip(f"real face videos not found at {REAL_FACES}")
+    """``../shared/real_faces`` (three real face videos, no labels); skipped if absent, failed if absent
+    where ``$QAFE_BENCH_REQUIRE_SHARED`` is set (CI)."""
+    skip_or_fail_without(REAL_FACES / "interview_man.mp4", "real face videos")
     return REAL_FACES
 
 

@@ -29,15 +29,14 @@ from benchmark.errors import BackendUnavailableError, ConfigError, NoFaceError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fake_insightface import default_landmark_bias, make_pack  # noqa: E402
-from _media import REAL_FACES  # noqa: E402
+from _media import REAL_FACES, skip_or_fail_without  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def real_frame() -> np.ndarray:
     """Frame 0 of interview_man.mp4, (256, 256, 3) uint8 RGB."""
     path = REAL_FACES / "interview_man.mp4"
-    if not path.is_file():
-        pytest.skip(f"real face videos not found at {REAL_FACES}")
+    skip_or_fail_without(path, "real face videos")
     cap = cv2.VideoCapture(str(path))
     ok, bgr = cap.read()
     cap.release()

@@ -89,8 +89,9 @@ def test_spearman_two_videos_is_defined():
 def test_spearman_nan_rules():
     assert math.isnan(spearman_rho_x100([2, 2, 2], [0.1, 0.5, 0.9]))  # constant labels
     assert math.isnan(spearman_rho_x100([], []))
-    # a returned NaN is a float, not an exception
-    assert isinstance(spearman_rho_x100([1, 2], [3, 3]), float)
+    # constant predictions: a returned NaN (a float), not an exception and not 0
+    r = spearman_rho_x100([1, 2], [3, 3])
+    assert isinstance(r, float) and math.isnan(r)
     with pytest.raises(ValueError, match="diverged"):
         spearman_rho_x100([0, 1, 2], [0.0, float("inf"), 1.0])
     with pytest.raises(ValueError, match="diverged"):

@@ -3,16 +3,21 @@
 import pandas as pd
 import pytest
 
+import sys
+from pathlib import Path
+
 from benchmark.cards import PFED5_EXPRESSIONS
 from benchmark.paths import published_dir, shared_dir
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _media import skip_or_fail_without  # noqa: E402
 
 PUB = published_dir()
 SHARED = shared_dir() / "paper"
 
 
 def test_copies_equal_the_shared_paper_tables():
-    if not SHARED.is_dir():
-        pytest.skip(f"{SHARED} absent")
+    skip_or_fail_without(SHARED, "the paper's tables (../shared/paper)")
     for f in SHARED.glob("*.csv"):
         assert (PUB / f.name).read_bytes() == f.read_bytes(), f.name
 

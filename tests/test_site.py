@@ -56,6 +56,12 @@ def test_every_page_exists_and_the_csv_files_are_tidy(site):
 
     assert q["value"] == pytest.approx(100 * spearmanr(pred["label"], pred["prediction"]).statistic)
     assert q["published"] == pytest.approx(68.29) and q["metric"] == "rho_x100"
+    # the CI columns the docstring promises, equal to the table's own cell CI
+    table = pd.read_csv(out / "table2_long.csv")
+    t = table[(table["row"] == "QAFE-Net") & (table["column"] == "smile") & (table["selection"] == "final")].iloc[0]
+    assert {"ci_low", "ci_high"} <= set(cells.columns)
+    assert q["ci_low"] == pytest.approx(t["ci_low"]) and q["ci_high"] == pytest.approx(t["ci_high"])
+    assert q["ci_low"] < q["ci_high"]
     # the headline CSV carries the honest selection (the final epoch), never the test-selected one
     long = pd.read_csv(out / "table2_long.csv")
     final = long[(long["selection"] == "final") & (long["row"] == "QAFE-Net") & (long["column"] == "smile")]

@@ -70,6 +70,8 @@ def provenance(device: torch.device) -> dict:
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16_native": cpu_bf16_native(),
         "host": platform.node(),
     }
     try:
@@ -79,6 +81,15 @@ def provenance(device: torch.device) -> dict:
     except ImportError:
         pass
     return info
+
+
+def cpu_bf16_native() -> bool:
+    """Whether this CPU computes bfloat16 natively (oneDNN's bf16 support: AVX512-BF16 or AMX), as
+    PyTorch reports it; without it ``amp=bf16`` on the CPU is emulated and slow."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 # --------------------------------------------------------------------- helpers
@@ -121,6 +132,13 @@ class SpeedSettings:
         amp = getattr(cfg, "amp", "none")
         if amp == "fp16" and device.type != "cuda":
             raise ConfigError("training setting amp=fp16 needs a CUDA device; on CPU use amp=bf16 or none")
+        if amp == "bf16" and device.type == "cpu" and not cpu_bf16_native():
+            import warnings
+
+            warnings.warn(f"training setting amp=bf16 on a CPU without native bfloat16 (PyTorch reports CPU "
+                          f"capability {torch.backends.cpu.get_cpu_capability()}, no AVX512-BF16 / AMX): autocast "
+                          "emulates it, typically several times SLOWER than float32; use amp=none here",
+                          RuntimeWarning, stacklevel=2)
         return cls(device, amp, getattr(cfg, "compile", "none"), bool(getattr(cfg, "channels_last", False)))
 
     def autocast(self):

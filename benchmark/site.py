@@ -262,7 +262,7 @@ def tidy_cells(spec, cells, selection: str, dataset_info: dict) -> pd.DataFrame:
     """Every cell per seed, one row each: ``table, row, method, variant (options), dataset,
     content_hash, protocol, column (expression or metric), partition (the folds pooled), seed,
     selection, metric, value, ci_low, ci_high (of the cell over seeds), published, runs``."""
-    from .tables import _metric, published_value, seed_ci, selected_predictions
+    from .tables import _metric, cell_values, published_value, seed_ci, selected_predictions
 
     headline = spec.protocol_obj.headline
     out = []
@@ -273,7 +273,6 @@ def tidy_cells(spec, cells, selection: str, dataset_info: dict) -> pd.DataFrame:
         by_seed: dict = {}
         for run in cell.runs:
             by_seed.setdefault(run.config["seed"], []).append(run)
-        frames_per_seed = []
         first = len(out)
         for seed, runs in sorted(by_seed.items()):
             if any((read_result(r.folder) or {}).get("status") != "ok" for r in runs):
@@ -282,12 +281,11 @@ def tidy_cells(spec, cells, selection: str, dataset_info: dict) -> pd.DataFrame:
                 continue
             frames = [selected_predictions(r.folder, selection, headline) for r in runs]
             pool = pd.concat(frames, ignore_index=True)
-            frames_per_seed.append(pool)
             out.append({"seed": seed, "value": _metric(pool["label"], pool["prediction"], metric),
                         "runs": ";".join(r.folder.name for r in runs), "status": "ok", "_cell": cell,
                         "_metric": metric})
-        # the cell's 95% bootstrap CI over its finished seeds (the table's own, tables.seed_ci), on each seed's row
-        low, high = seed_ci(frames_per_seed, metric) if frames_per_seed else (float("nan"), float("nan"))
+        # the cell's 95% bootstrap CI over its finished seeds, computed as the table computes it
+        low, high = seed_ci(cell_values(cell, selection, metric, headline)[-1], metric)
         for rec in out[first:]:
             rec.update(ci_low=low, ci_high=high)
     rows = []

@@ -390,7 +390,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
-def _cell_values(cell: CellRuns, selection: str, metric: str, headline: MetricSpec
+def cell_values(cell: CellRuns, selection: str, metric: str, headline: MetricSpec
                  ) -> tuple[list[float], list[float], int, int, int, list[pd.DataFrame]]:
     """Per seed: the metric on the pooled predictions of the seed's partitions, and per
     partition run the metric on its own predictions.
@@ -489,7 +489,7 @@ def build_table(spec: TableSpec, cells: list[CellRuns], not_run: list[TableRow],
                                    note=f"the dataset has {cell.no_data} for this expression"))
             continue
         metric = spec.column_metric(cell.column).name
-        pooled, per_part, n_ok, failed, missing, frames = _cell_values(cell, selection, metric, headline)
+        pooled, per_part, n_ok, failed, missing, frames = cell_values(cell, selection, metric, headline)
         frames_by_cell[(cell.row.label, cell.column)] = frames
         mean, std = _mean_std(pooled)
         p_mean, p_std = _mean_std(per_part)

@@ -115,3 +115,24 @@ def test_fp16_without_cuda_is_refused_before_anything_runs(small_prepared, tmp_p
         resolve(RunSpec("tiny_conv", small_prepared.root, "smile", training={"amp": "half"}), tmp_path)
     with pytest.raises(ConfigError, match="channels_last='maybe' is not a bool"):
         resolve(RunSpec("tiny_conv", small_prepared.root, "smile", training={"channels_last": "maybe"}), tmp_path)
+
+
+def test_bf16_on_a_cpu_without_native_bfloat16_warns_and_provenance_records_it(monkeypatch):
+    import warnings
+
+    import benchmark.engine as engine
+    from benchmark.api import TrainingConfig
+
+    cfg = TrainingConfig(amp="bf16")
+    monkeypatch.setattr(engine, "cpu_bf16_native", lambda: False)
+    with pytest.warns(RuntimeWarning, match=r"amp=bf16 on a CPU without native bfloat16 \(PyTorch reports CPU "
+                                            r"capability \w+"):
+        engine.SpeedSettings.for_run(cfg, torch.device("cpu"))
+    monkeypatch.setattr(engine, "cpu_bf16_native", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        engine.SpeedSettings.for_run(cfg, torch.device("cpu"))  # native: no warning
+        engine.SpeedSettings.for_run(TrainingConfig(), torch.device("cpu"))
+    info = engine.provenance(torch.device("cpu"))
+    assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert info["cpu_bf16_native"] is True  # what this process reports (patched above)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from benchmark.api import InputSpec, Method, Option, TrainingConfig
-from benchmark.engine import execute
+from benchmark.engine import RESULT_FORMAT_VERSION, execute
 from benchmark.errors import ConfigError
 from benchmark.executors import (LocalExecutor, ProcessExecutor, RunTask, SlurmExecutor, run_task, slurm_parameters,
                                  task_for)
@@ -121,7 +121,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_runs_predictions(data, tmp_pa
         assert pd.read_csv(killed.folder / name).equals(pd.read_csv(straight.folder / name)), name
     a, b = json.loads((straight.folder / "result.json").read_text()), res
     assert [e["train_loss"] for e in a["epochs"]] == [e["train_loss"] for e in b["epochs"]]
-    assert a["run_id"] == b["run_id"] and b["format_version"] == 2
+    assert a["run_id"] == b["run_id"] and b["format_version"] == RESULT_FORMAT_VERSION
 
 
 def test_same_seed_same_predictions_and_seeds_differ(data, tmp_path):
@@ -250,7 +250,8 @@ def test_slurm_executor_on_submitits_local_cluster_runs_the_tasks_in_other_proce
     out = ex.run([task_for(r, tmp_path / "runs") for r in runs])
     assert [o["status"] for o in out] == ["ok", "ok"]
     assert all(read_result(r.folder)["provenance"]["host"] for r in runs)
-    assert all(int(json.loads((r.folder / "result.json").read_text())["format_version"]) == 2 for r in runs)
+    assert all(int(json.loads((r.folder / "result.json").read_text())["format_version"]) == RESULT_FORMAT_VERSION
+               for r in runs)
 
 
 def test_slurm_executor_with_mocked_slurm_submits_an_array_of_plain_tasks_and_requeues(data, tmp_path):

@@ -26,7 +26,16 @@ from benchmark.errors import CheckpointError, ConfigError  # noqa: E402
 from methods.backbones.c3d import C3D, C3D_FILE, load_c3d_checkpoint  # noqa: E402
 from methods.c3d_lstm import C3DLSTM, C3DLSTMMethod, clip_starts, load_lstm_head_checkpoint  # noqa: E402
 
-torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread in this module (the golden's reduction order), restored after it: set at import,
+    it held the whole test session (every module is imported at collection) to one thread."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 #: Sports-1M classifier layers of DavideA's C3D (present in c3d.pickle, dropped by C3D-LSTM).
 EXTRA = {"fc7.weight": (4096, 4096), "fc7.bias": (4096,), "fc8.weight": (487, 4096), "fc8.bias": (487,)}

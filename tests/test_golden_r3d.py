@@ -25,7 +25,16 @@ from benchmark.errors import CheckpointError  # noqa: E402
 from methods.backbones.r3d import R3DEncoder, load_r3d_checkpoint  # noqa: E402
 from methods.r3d import R3D18Method, R3D34Method, R3DRegressor  # noqa: E402
 
-torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread in this module (the golden's reduction order), restored after it: set at import,
+    it held the whole test session (every module is imported at collection) to one thread."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ from benchmark.engine import make_optimizer  # noqa: E402
 
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """One intra-op thread inside these tests (summation order as the reference runs), restored after:
     the rest of the session keeps its threads."""

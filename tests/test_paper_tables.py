@@ -147,7 +147,11 @@ def test_tables_share_one_run_per_distinct_configuration(synthetic_tiny, tmp_pat
         assert f["table2"][("Dummy (training mean)", expr)] == f["table6"][("Dummy (training mean)", expr)]
     # every other row is a configuration of its own
     distinct = {folder for table in f.values() for folder in table.values()}
-    assert len(distinct) == 5 * (8 + 1 + 2 + 4 + 4 + 3 + 2 + 3 + 1)  # Table 2 + positions + 19 ablation rows + concat_channels
+    # Table 2 (C3D-LSTM refused without c3d.pickle: 7 rows) + positions + 19 ablation rows + concat_channels
+    assert len(distinct) == 5 * (7 + 1 + 2 + 4 + 4 + 3 + 2 + 3 + 1)
+    cells, _ = expand(load_spec("table2"), synthetic_tiny, scale="tiny", seeds=[0], runs_dir=tmp_path)
+    assert {c.row.label for c in cells if c.refused} == {"C3D-LSTM"}
+    assert all("c3d.pickle" in c.refused and not c.runs for c in cells if c.refused)
 
 
 def test_sigma_changes_the_run_id_and_the_heatmap_volumes(synthetic_tiny, tmp_path):

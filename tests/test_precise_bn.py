@@ -68,7 +68,7 @@ def _batches(n: int, seed: int = 0) -> list[dict]:
 
 
 def test_running_statistics_become_the_plain_average_of_the_batch_statistics():
-    model = _BNNet(freeze=True)
+    model = _BNNet(freeze=True).eval()
     frozen_before = {k: v.clone() for k, v in model.frozen.state_dict().items()}
     model.bn.running_mean.fill_(5.0)  # stale statistics
     batches = _batches(4)
@@ -81,7 +81,7 @@ def test_running_statistics_become_the_plain_average_of_the_batch_statistics():
     var = torch.stack([f.var(0, unbiased=True) for f in feats]).mean(0)
     torch.testing.assert_close(model.bn.running_mean, mean, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(model.bn.running_var, var, rtol=1e-5, atol=1e-6)
-    assert model.bn.momentum == 0.01 and not model.training  # restored
+    assert model.bn.momentum == 0.01 and not model.training and not model.bn.training  # restored
     for k, v in model.frozen.state_dict().items():  # a frozen layer keeps its statistics
         assert torch.equal(v, frozen_before[k]), k
 
@@ -109,7 +109,8 @@ def test_random_streams_are_forked_so_training_is_unchanged():
 
 def test_engine_run_with_precise_bn_trains_the_same_weights_and_records_it(small_prepared, tmp_path):
     def train(**training):
-        run = resolve(RunSpec("tiny_bn", small_prepared.root, "smile", training=training), tmp_path)
+        run = resolve(RunSpec("tiny_bn", small_prepared.root, "smile",
+                              training={"epochs": 2, "eval_every": 1, **training}), tmp_path)
         res = execute(run, progress=False, log=lambda s: None)
         assert res["status"] == "ok", res.get("error")
         preds = pd.read_csv(run.folder / "predictions.csv")["prediction"].to_numpy()

@@ -264,7 +264,12 @@ def find_recorded_run(run: ResolvedRun, runs_dir: str | Path, ignore: tuple[str,
         ``run`` with that run's id, folder and config, or None.
     """
     def key(cfg: dict) -> dict:
-        return {k: v for k, v in hashed_config(cfg).items() if k not in ignore}
+        out = {k: v for k, v in hashed_config(cfg).items() if k not in ignore}
+        if "from_scratch" in ignore and isinstance(out.get("training"), dict):
+            # training settings a from-scratch adaptation set (precise_bn) differ from a run with the files
+            adapted = {k for rec in cfg.get("from_scratch") or [] for k in rec.get("training", {})}
+            out["training"] = {k: v for k, v in out["training"].items() if k not in adapted}
+        return out
 
     want = key(run.config)
     prefix = run.folder.name[: -len(run.run_id)]

@@ -409,3 +409,26 @@ def test_refusal_names_the_file_its_source_and_the_option_that_trains_anyway():
     m = Refusing({"c3d_trainable": True})
     assert m.adapt_from_scratch(set(), {"c3d_trainable": True})[0]["by_user"] is True
     assert Refusing().adapt_from_scratch({"c3d"}) == []
+
+
+def test_report_without_weights_finds_the_run_made_with_them(small_prepared, tmp_path):
+    """``report`` without --weights resolves CoRe's adapted run (BatchNorm trains, precise_bn 8); the
+    run a ``reproduce --weights`` made differs only in its pretrained file and that adaptation, and is
+    the one found (benchmark.runs.find_recorded_run)."""
+    import json as _json
+
+    from benchmark.runs import RunSpec, find_recorded_run, resolve, write_json
+
+    fake = tmp_path / "model_rgb.pth"
+    fake.write_bytes(b"weights")
+    runs = tmp_path / "runs"
+    made = resolve(RunSpec("core", small_prepared.root, "smile", scale="tiny", weights={"backbone": fake}), runs)
+    assert "from_scratch" not in made.config and made.training.precise_bn == 0
+    write_json(made.folder / "config.json", made.config)
+    (made.folder / "result.json").write_text(_json.dumps({"status": "ok"}))
+    bare = resolve(RunSpec("core", small_prepared.root, "smile", scale="tiny"), runs)
+    assert bare.run_id != made.run_id and bare.training.precise_bn == 8
+    found = find_recorded_run(bare, runs)
+    assert found is not None and found.folder == made.folder
+    other = resolve(RunSpec("core", small_prepared.root, "smile", scale="tiny", options={"score_range": 3.0}), runs)
+    assert find_recorded_run(other, runs) is None  # another option is another run

@@ -188,7 +188,8 @@ def leaderboard_frame(spec, table: pd.DataFrame, cells) -> pd.DataFrame:
         rows.append({
             "row": label, "method": r["method"] if isinstance(r["method"], str) else None,
             "kind": "published, not run here" if r["status"] == "published only" else (
-                "not run" if r["status"] == "not implemented" else "run here"),
+                "not run" if r["status"] == "not implemented" else (
+                    "refused without its released file" if (grp["status"] == "refused").any() else "run here")),
             "value": r["reproduced"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
             "pooled": pooled.iloc[0]["reproduced"] if len(pooled) else float("nan"),
             "pooled_ci_low": pooled.iloc[0]["ci_low"] if len(pooled) else float("nan"),

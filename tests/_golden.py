@@ -141,3 +141,14 @@ def assert_matches_golden(actual: torch.Tensor | np.ndarray, expected: np.ndarra
                            f"{np.unravel_index(int(diff.argmax()), diff.shape)} (golden {e.flat[int(diff.argmax())]:.6g}, "
                            f"got {a.flat[int(diff.argmax())]:.6g})")
     return worst
+
+
+def one_thread():
+    """Generator for a module's autouse fixture: one intra-op thread (the reduction order the golden
+    references were produced with), the session's thread count restored after the module. Set at
+    import instead, it would hold every test of the session (all modules are imported at collection)
+    to one thread."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _golden import assert_matches_golden, inputs_of, load_golden, seeded_state_dict  # noqa: E402
+from _golden import assert_matches_golden, inputs_of, load_golden, seeded_state_dict, one_thread  # noqa: E402
 
 from benchmark.api import ClipGeometry  # noqa: E402
 from benchmark.errors import CheckpointError, ConfigError  # noqa: E402
@@ -30,12 +30,8 @@ from methods.c3d_lstm import C3DLSTM, C3DLSTMMethod, clip_starts, load_lstm_head
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    """One intra-op thread in this module (the golden's reduction order), restored after it: set at import,
-    it held the whole test session (every module is imported at collection) to one thread."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+    yield from one_thread()
+
 
 #: Sports-1M classifier layers of DavideA's C3D (present in c3d.pickle, dropped by C3D-LSTM).
 EXTRA = {"fc7.weight": (4096, 4096), "fc7.bias": (4096,), "fc8.weight": (487, 4096), "fc8.bias": (487,)}

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _golden import assert_matches_golden, inputs_of, load_golden, seeded_state_dict  # noqa: E402
+from _golden import assert_matches_golden, inputs_of, load_golden, seeded_state_dict, one_thread  # noqa: E402
 
 from benchmark.api import ClipGeometry  # noqa: E402
 from benchmark.errors import CheckpointError  # noqa: E402
@@ -29,12 +29,8 @@ from methods.r3d import R3D18Method, R3D34Method, R3DRegressor  # noqa: E402
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    """One intra-op thread in this module (the golden's reduction order), restored after it: set at import,
-    it held the whole test session (every module is imported at collection) to one thread."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+    yield from one_thread()
+
 
 
 @pytest.fixture(scope="module")

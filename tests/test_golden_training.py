@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _golden import load_golden, seeded_input, seeded_state_dict  # noqa: E402
+from _golden import load_golden, seeded_input, seeded_state_dict, one_thread  # noqa: E402
 
 from benchmark.api import ClipGeometry  # noqa: E402
 from benchmark.engine import make_optimizer  # noqa: E402
@@ -35,12 +35,8 @@ from benchmark.engine import make_optimizer  # noqa: E402
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    """One intra-op thread inside these tests (summation order as the reference runs), restored after:
-    the rest of the session keeps its threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    yield from one_thread()
+
 
 #: Adam hyper-parameters compared with the original optimiser's groups (betas, eps, amsgrad: torch defaults).
 OPTIM_KEYS = ("lr", "betas", "eps", "weight_decay", "amsgrad")
